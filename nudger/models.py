@@ -1,0 +1,227 @@
+"""The tables.
+
+Enrolment-step rows are created when a step is *sent*, not at import: a
+journey's future is derived from its definition and the enrolment's start,
+so importing 100,000 learners writes 100,000 enrolments, not a million rows.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from nudger.db import UTCDateTime, utcnow
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+class Person(SQLModel, table=True):
+    """A learner, a manager, or both: anyone Nudger emails."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True)  # stored lower-case
+    name: str = Field(default="", max_length=200)
+    manager_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    timezone: str = Field(default="UTC", max_length=64)
+    country: str = Field(default="", max_length=8)
+    digest_every: str | None = Field(default=None, max_length=8)  # a manager's own choice
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class Journey(SQLModel, table=True):
+    """A journey as last synced from its file; `spec` holds the validated definition."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(max_length=100, unique=True)
+    title: str = Field(max_length=300)
+    owner: str | None = Field(default=None, max_length=320)
+    spec: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    checksum: str = Field(max_length=64)
+    version: int = 1
+    source: str = Field(default="", max_length=500)
+    synced_at: datetime = _ts(default_factory=utcnow)
+
+
+class Step(SQLModel, table=True):
+    """One step of a journey; `key` is stable across edits of the file."""
+
+    __table_args__ = (UniqueConstraint("journey_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int = Field(foreign_key="journey.id", index=True)
+    key: str = Field(max_length=100)
+    position: int  # 0-based order in the journey after sorting by day
+    day: int
+    kind: str = Field(max_length=20)
+    title: str = Field(max_length=300)
+    minutes: int | None = None
+    link: str | None = Field(default=None, max_length=2000)
+    body: str | None = Field(default=None, sa_column=Column(Text))
+    due_after: int | None = None
+    confirmed_by: str | None = Field(default=None, max_length=20)
+    at: str | None = Field(default=None, max_length=16)  # fixed learner-local "YYYY-MM-DDTHH:MM"
+    removed: bool = False
+
+
+class ImportBatch(SQLModel, table=True):
+    """One committed CSV import, for the audit trail and the admin console."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    filename: str = Field(default="", max_length=500)
+    checksum: str = Field(default="", max_length=64)
+    actor: str = Field(default="cli", max_length=320)
+    rows: int = 0
+    people_created: int = 0
+    people_updated: int = 0
+    enrolments_created: int = 0
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Enrolment(SQLModel, table=True):
+    """A person on a journey; `next_action_at` is when the tick must look at it next."""
+
+    __table_args__ = (
+        UniqueConstraint("person_id", "journey_id"),
+        Index("ix_enrolment_due", "next_action_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    journey_id: int = Field(foreign_key="journey.id", index=True)
+    status: str = Field(default="active", max_length=12)  # active|paused|withdrawn|completed
+    start_date: date
+    shift_days: int = 0  # working days added by pauses
+    next_action_at: datetime | None = _ts(default=None)
+    paused_at: datetime | None = _ts(default=None)
+    reminders_muted: bool = False
+    import_batch_id: int | None = Field(default=None, foreign_key="importbatch.id")
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class EnrolmentStep(SQLModel, table=True):
+    """A step sent to a learner, and what became of it."""
+
+    __table_args__ = (UniqueConstraint("enrolment_id", "step_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    enrolment_id: int = Field(foreign_key="enrolment.id", index=True)
+    step_id: int = Field(foreign_key="step.id", index=True)
+    status: str = Field(default="sent", max_length=12)  # sent|done|cancelled
+    sent_at: datetime = _ts()
+    due_at: datetime | None = _ts(default=None)
+    done_at: datetime | None = _ts(default=None)
+    note: str | None = Field(default=None, sa_column=Column(Text))
+    note_shared: bool = True
+    awaiting_confirmation: bool = False  # learner says done, manager has not confirmed
+    confirmed_by_id: int | None = Field(default=None, foreign_key="person.id")
+    invite_sequence: int = 0
+    invite_start: datetime | None = _ts(default=None)
+    reminders_sent: int = 0
+    escalation_level: int = 0
+    snoozed_until: datetime | None = _ts(default=None)
+
+
+class Outbox(SQLModel, table=True):
+    """One row per message; the dedupe key makes deciding twice harmless."""
+
+    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=200, unique=True)
+    kind: str = Field(max_length=20)  # step|reminder|digest|invite-update|invite-cancel|test
+    to_email: str = Field(max_length=320, index=True)
+    person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    enrolment_id: int | None = Field(default=None, foreign_key="enrolment.id", index=True)
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    state: str = Field(default="pending", max_length=10)  # pending|sending|sent|failed
+    attempts: int = 0
+    next_attempt_at: datetime = _ts(default_factory=utcnow)
+    lease_until: datetime | None = _ts(default=None)
+    enqueued_at: datetime | None = _ts(default=None)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    message_id: str | None = Field(default=None, max_length=300)
+    subject: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _ts(default_factory=utcnow)
+    sent_at: datetime | None = _ts(default=None)
+
+
+class EscalationEvent(SQLModel, table=True):
+    """A step crossed an escalation threshold: who must hear about it."""
+
+    __table_args__ = (
+        UniqueConstraint("enrolment_step_id", "level"),
+        Index("ix_escalation_open", "recipient_email", "resolved_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    enrolment_step_id: int = Field(foreign_key="enrolmentstep.id", index=True)
+    enrolment_id: int = Field(foreign_key="enrolment.id", index=True)
+    level: str = Field(max_length=12)  # manager|skip_level|admin
+    recipient_email: str = Field(max_length=320)
+    created_at: datetime = _ts(default_factory=utcnow)
+    resolved_at: datetime | None = _ts(default=None)
+    digest_outbox_id: int | None = Field(default=None, foreign_key="outbox.id")
+
+
+class AdminUser(SQLModel, table=True):
+    """Someone who may use the admin console."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True)
+    password_hash: str = Field(max_length=200)
+    totp_secret: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _ts(default_factory=utcnow)
+    last_login_at: datetime | None = _ts(default=None)
+
+
+class AuditLog(SQLModel, table=True):
+    """Who changed what, and why a message went out."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=320)  # an admin's email, "cli", "tick", "learner:<id>"
+    action: str = Field(max_length=60, index=True)
+    subject_type: str = Field(default="", max_length=40)
+    subject_id: int | None = Field(default=None, index=True)
+    detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class LinkHit(SQLModel, table=True):
+    """A request on an emailed link; scanners show up here, never as engagement."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(default_factory=utcnow)
+    purpose: str = Field(max_length=12)
+    subject_id: int = Field(index=True)
+    method: str = Field(max_length=8)
+    user_agent: str = Field(default="", max_length=500)
+    ip: str = Field(default="", max_length=64)
+
+
+class CapturedMail(SQLModel, table=True):
+    """A message kept by the `outbox:` transport, shown at /outbox."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(default_factory=utcnow)
+    to_email: str = Field(max_length=320)
+    subject: str = Field(default="", max_length=500)
+    kind: str = Field(default="", max_length=20)
+    message_id: str = Field(default="", max_length=300)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class TickRun(SQLModel, table=True):
+    """One run of the tick, for clock health in the admin console."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = _ts(default_factory=utcnow, index=True)
+    now: datetime = _ts()
+    duration_ms: int = 0
+    counts: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

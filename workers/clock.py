@@ -1,0 +1,33 @@
+"""The clock: run the tick once a minute, on the minute. Run exactly one."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlmodel import Session
+
+from nudger.config import Settings
+from nudger.db import get_engine, utcnow
+from nudger.tick import tick
+
+log = logging.getLogger("nudger.clock")
+
+
+def run_once(settings: Settings) -> dict[str, int]:
+    """Tick at the current time."""
+    with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
+        return tick(session, settings, utcnow())
+
+
+def run_forever(settings: Settings, interval: float = 60.0) -> None:
+    """Tick every `interval` seconds until interrupted; a failed tick is logged and retried."""
+    while True:
+        try:
+            counts = run_once(settings)
+            if any(counts.values()):
+                log.info("tick: %s", counts)
+        except Exception:
+            # The next tick re-derives everything from the database, so keep going.
+            log.exception("tick failed")
+        time.sleep(interval - (time.time() % interval))
