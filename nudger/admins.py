@@ -1,9 +1,12 @@
-"""Admin users: creation and password checks."""
+"""Admin users: creation, password and TOTP checks, sign-in limits, the audit log."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from datetime import datetime
 
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
@@ -53,3 +56,135 @@ def check_password(admin: AdminUser, password: str) -> bool:
         return _hasher.verify(admin.password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+# --- signing in ---------------------------------------------------------------------
+
+LOGIN_LIMIT = 5  # failed attempts per IP and per email ...
+LOGIN_WINDOW = 15 * 60  # ... within this many seconds
+# Verified when the email is unknown, so a wrong email costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("not a real password, only for timing")
+
+
+def find_admin(session: Session, email: str) -> AdminUser | None:
+    """Return the admin with this email, if any."""
+    return session.exec(select(AdminUser).where(AdminUser.email == email.strip().lower())).first()
+
+
+def verify_login(session: Session, email: str, password: str) -> AdminUser | None:
+    """Return the admin if the email and password match, else None."""
+    admin = find_admin(session, email)
+    if admin is None:
+        with contextlib.suppress(VerificationError, InvalidHashError):
+            _hasher.verify(_DUMMY_HASH, password)
+        return None
+    if not check_password(admin, password):
+        return None
+    if _hasher.check_needs_rehash(admin.password_hash):
+        admin.password_hash = _hasher.hash(password)
+    return admin
+
+
+def record_login(session: Session, admin: AdminUser, now: datetime, ip: str) -> None:
+    """Note a successful sign-in on the admin and in the audit log."""
+    admin.last_login_at = now
+    audit(session, admin.email, "admin.login", now, "admin", admin.id, ip=ip)
+
+
+def session_version(admin: AdminUser) -> str:
+    """Return a fingerprint that changes with the password or TOTP, ending older sessions."""
+    material = f"{admin.id}:{admin.password_hash}:{admin.totp_secret or ''}"
+    return hashlib.sha256(material.encode()).hexdigest()[:20]
+
+
+class LoginLimiter:
+    """Count failed sign-ins per IP and per email in Redis; refuse after `limit` per window."""
+
+    def __init__(self, redis, limit: int = LOGIN_LIMIT, window: int = LOGIN_WINDOW) -> None:
+        self.redis, self.limit, self.window = redis, limit, window
+
+    def _keys(self, ip: str, email: str) -> list[str]:
+        return [f"nudger:login-fail:ip:{ip}", f"nudger:login-fail:email:{email.strip().lower()}"]
+
+    def retry_after(self, ip: str, email: str) -> int:
+        """Return the seconds until this IP and email may try again; 0 if they may now."""
+        wait = 0
+        for key in self._keys(ip, email):
+            count = self.redis.get(key)
+            if count is not None and int(count) >= self.limit:
+                wait = max(wait, self.redis.ttl(key), 1)
+        return wait
+
+    def failed(self, ip: str, email: str) -> None:
+        """Count one failed attempt; the window starts at the first failure."""
+        for key in self._keys(ip, email):
+            if self.redis.incr(key) == 1:
+                self.redis.expire(key, self.window)
+
+    def succeeded(self, ip: str, email: str) -> None:
+        """Forget the failures of this email (the IP's stay: it may be guessing others)."""
+        self.redis.delete(self._keys(ip, email)[1])
+
+
+# --- two-step sign-in (TOTP) --------------------------------------------------------
+
+
+def new_totp_secret() -> str:
+    """Return a fresh base32 secret for an authenticator app."""
+    return pyotp.random_base32()
+
+
+def totp_uri(secret: str, email: str) -> str:
+    """Return the otpauth:// URI an authenticator app reads from a QR code."""
+    return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name="Nudger")
+
+
+def totp_ok(secret: str, code: str, now: datetime) -> bool:
+    """Say whether `code` is valid at `now` (one 30-second step of clock drift allowed)."""
+    code = "".join(code.split())
+    if not (code.isdigit() and len(code) == 6):
+        return False
+    return pyotp.TOTP(secret).verify(code, for_time=now, valid_window=1)
+
+
+def claim_totp_code(redis, admin_id: int, code: str) -> bool:
+    """Use a code once: a code seen by someone looking over a shoulder cannot be replayed."""
+    key = f"nudger:totp-used:{admin_id}:{''.join(code.split())}"
+    return bool(redis.set(key, 1, nx=True, ex=120))
+
+
+def enable_totp(session: Session, admin: AdminUser, secret: str, code: str, now: datetime) -> bool:
+    """Turn on two-step sign-in once the admin proves their app has the secret."""
+    if not totp_ok(secret, code, now):
+        return False
+    admin.totp_secret = secret
+    audit(session, admin.email, "admin.totp_enable", now, "admin", admin.id)
+    return True
+
+
+def disable_totp(session: Session, admin: AdminUser, now: datetime) -> None:
+    """Turn off two-step sign-in."""
+    admin.totp_secret = None
+    audit(session, admin.email, "admin.totp_disable", now, "admin", admin.id)
+
+
+def audit(
+    session: Session,
+    actor: str,
+    action: str,
+    now: datetime,
+    subject_type: str = "",
+    subject_id: int | None = None,
+    **detail,
+) -> None:
+    """Record one change made by `actor` in the audit log."""
+    session.add(
+        AuditLog(
+            at=now,
+            actor=actor,
+            action=action,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            detail=detail,
+        )
+    )

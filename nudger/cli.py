@@ -180,7 +180,9 @@ def journeys_sync(ctx: Context, directory: str | None, dry_run: bool, as_json: b
     lines = [c.describe() for c in changes]
     if dry_run:
         lines.append("Dry run: nothing written.")
-    emit(as_json, {"dry_run": dry_run, "journeys": [c.to_json() for c in changes]}, "\n".join(lines))
+    emit(
+        as_json, {"dry_run": dry_run, "journeys": [c.to_json() for c in changes]}, "\n".join(lines)
+    )
 
 
 @main.command("import")
@@ -189,7 +191,9 @@ def journeys_sync(ctx: Context, directory: str | None, dry_run: bool, as_json: b
 @click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
 @json_option
 @pass_ctx
-def import_(ctx: Context, file: str, journey_slug: str | None, dry_run: bool, as_json: bool) -> None:
+def import_(
+    ctx: Context, file: str, journey_slug: str | None, dry_run: bool, as_json: bool
+) -> None:
     """Enrol learners from a CSV: all rows valid, or nothing written."""
     from nudger.roster import import_roster
 
@@ -219,7 +223,8 @@ def import_(ctx: Context, file: str, journey_slug: str | None, dry_run: bool, as
     verb = "Would enrol" if dry_run else "Enrolled"
     click.echo(
         f"{verb} {result.enrolments_created} learners ({result.people_created} new people, "
-        f"{result.people_updated} updated, {result.unchanged} rows unchanged) from {result.rows} rows."
+        f"{result.people_updated} updated, {result.unchanged} rows unchanged) "
+        f"from {result.rows} rows."
         + (" Dry run: nothing written." if dry_run else "")
     )
 
@@ -279,7 +284,11 @@ def web(ctx: Context, host: str, port: int) -> None:
 @main.command()
 @click.option("--journey", "journey_slug", help="Only this journey.")
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
 )
 @click.option("--now", "now_text", help="Report as of this time (ISO 8601).")
 @pass_ctx
@@ -298,7 +307,9 @@ def report(ctx: Context, journey_slug: str | None, fmt: str, now_text: str | Non
             click.echo(as_table(rows))
 
 
-def _change_enrolment(ctx: Context, action: str, email: str, journey_slug: str | None, as_json: bool):
+def _change_enrolment(
+    ctx: Context, action: str, email: str, journey_slug: str | None, as_json: bool
+):
     from nudger import enrolments
 
     with ctx.session() as session:

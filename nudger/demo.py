@@ -43,14 +43,18 @@ def demo_settings(host: str, port: int) -> Settings:
 def keeps_up(email: str, step_key: str) -> bool:
     """Decide, the same way every run, whether a demo learner did a step."""
     digest = hashlib.sha256(f"{email}:{step_key}".encode()).digest()
-    keen = {"priya.shah@example.com": 0.95, "aiko.tanaka@example.com": 0.8, "morgan.lee@example.com": 0.7}
+    keen = {
+        "priya.shah@example.com": 0.95,
+        "aiko.tanaka@example.com": 0.8,
+        "morgan.lee@example.com": 0.7,
+    }
     return digest[0] / 255 < keen.get(email, 0.35)
 
 
 def replay_history(settings: Settings, start: datetime, end: datetime) -> None:
     """Tick through the past fortnight, completing steps for the learners who keep up."""
-    from nudger.models import EnrolmentStep, Person, Step
     from nudger.models import Enrolment as E
+    from nudger.models import EnrolmentStep, Person, Step
     from nudger.progress import complete_step
     from nudger.tick import tick
 
@@ -65,7 +69,9 @@ def replay_history(settings: Settings, start: datetime, end: datetime) -> None:
                 .join(Step, Step.id == EnrolmentStep.step_id)
                 .join(E, E.id == EnrolmentStep.enrolment_id)
                 .join(Person, Person.id == E.person_id)
-                .where(EnrolmentStep.status == "sent", EnrolmentStep.awaiting_confirmation.is_(False))
+                .where(
+                    EnrolmentStep.status == "sent", EnrolmentStep.awaiting_confirmation.is_(False)
+                )
             ).all()
             for es, key, email in open_steps:
                 if now - es.sent_at >= timedelta(hours=26) and keeps_up(email, key):
@@ -102,8 +108,12 @@ def run_demo(host: str, port: int) -> None:
         create_or_update_admin(session, *DEMO_ADMIN, real_now)
         session.commit()
         result = import_roster(
-            session, settings, ROOT / "examples" / "learners.csv", filename="learners.csv",
-            now=start, actor="demo",
+            session,
+            settings,
+            ROOT / "examples" / "learners.csv",
+            filename="learners.csv",
+            now=start,
+            actor="demo",
         )
         if not result.ok:
             raise click.ClickException(f"demo learners rejected: {result.errors}")

@@ -13,7 +13,7 @@ from nudger import tokens
 from nudger.calendar import zone
 from nudger.config import Settings
 from nudger.emails import build_message, make_message_id, render
-from nudger.invites import InviteEvent, build_invite, make_uid
+from nudger.invites import InviteEvent, build_invites, make_uid
 from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
 
 
@@ -93,16 +93,16 @@ def compose_step(
         for es, c in zip(sent, ctx["steps"], strict=True)
         if es.invite_start and steps[es.step_id].minutes
     ]
-    invite = None
-    if events:
-        invite = build_invite(
-            "REQUEST",
-            events,
-            organizer=settings.from_addr,
-            attendee=person.email,
-            attendee_name=person.name or None,
-            now=now,
-        )
+    # One invite per step (one UID per iTIP message); build_message puts the
+    # first inline and attaches every one.
+    invites = build_invites(
+        "REQUEST",
+        events,
+        organizer=settings.from_addr,
+        attendee=person.email,
+        attendee_name=person.name or None,
+        now=now,
+    )
     return build_message(
         kind="step",
         to=person.email,
@@ -110,7 +110,7 @@ def compose_step(
         message_id=make_message_id(row.id, row.dedupe_key, domain),
         date=now,
         rendered=render("step", ctx),
-        invite=invite,
+        invite=invites or None,
     )
 
 

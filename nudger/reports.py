@@ -32,9 +32,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def progress(
-    session: Session, now: datetime, journey_slug: str | None = None
-) -> Iterator[dict]:
+def progress(session: Session, now: datetime, journey_slug: str | None = None) -> Iterator[dict]:
     """Yield one dict per enrolment: email, journey, status and its steps."""
     journeys = {j.id: j for j in session.exec(select(Journey))}
     if journey_slug:
@@ -83,12 +81,21 @@ def as_csv(rows: Iterator[dict]) -> str:
     """Return the report as CSV: one line per enrolment-step."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["email", "journey", "enrolment_status", "step", "status", "sent_at", "done_at"])
+    writer.writerow(
+        ["email", "journey", "enrolment_status", "step", "status", "sent_at", "done_at"]
+    )
     for row in rows:
         for s in row["steps"]:
             writer.writerow(
-                [row["email"], row["journey"], row["status"], s["key"], s["status"],
-                 s["sent_at"] or "", s["done_at"] or ""]
+                [
+                    row["email"],
+                    row["journey"],
+                    row["status"],
+                    s["key"],
+                    s["status"],
+                    s["sent_at"] or "",
+                    s["done_at"] or "",
+                ]
             )
     return out.getvalue()
 

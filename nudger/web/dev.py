@@ -13,6 +13,14 @@ from nudger.web import db
 
 bp = Blueprint("dev", __name__)
 
+# The email's HTML runs in a sandbox: no scripts, no same-origin access, but a
+# click on a link (the "Mark as done" button) may open it, as in a mail client.
+FRAME_POLICY = (
+    "sandbox allow-popups allow-popups-to-escape-sandbox "
+    "allow-top-navigation-by-user-activation; "
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+)
+
 
 def _parts(raw: bytes) -> dict:
     msg = BytesParser(policy=policy.default).parsebytes(raw)
@@ -46,7 +54,7 @@ def outbox_html(mail_id: int):
     mail = db().get(CapturedMail, mail_id) or abort(404)
     html = _parts(mail.raw)["html"] or ""
     # Served to a sandboxed frame: no scripts, no same-origin access.
-    return Response(html, headers={"Content-Security-Policy": "sandbox allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation; default-src 'none'; style-src 'unsafe-inline'; img-src data:"})
+    return Response(html, headers={"Content-Security-Policy": FRAME_POLICY})
 
 
 @bp.get("/outbox/<int:mail_id>.eml")
