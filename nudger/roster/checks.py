@@ -1,0 +1,283 @@
+"""Check each row (email, name, journey, date, zone, country) and merge rows per person.
+
+Rows about the same person or enrolment must agree; manager loops are found
+once the people already in the database are known.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from typing import TYPE_CHECKING
+from zoneinfo import available_timezones
+
+from email_validator import EmailNotValidError, validate_email
+
+from nudger.calendar import is_valid_country, is_valid_timezone
+from nudger.models import Person
+from nudger.roster.result import RowError
+from nudger.schedule import JourneyPlan
+
+if TYPE_CHECKING:
+    from nudger.roster.writing import _Known
+
+NAME_MAX = Person.__table__.c.name.type.length  # PostgreSQL refuses longer; SQLite would not
+COUNTRY_MAX = Person.__table__.c.country.type.length
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LOCAL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")  # an RFC 5322 dot-atom, ASCII only
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@dataclass(slots=True)
+class _Person:
+    """A learner as the file describes them; "" means not given, `*_row` where it was."""
+
+    row: int
+    name: str
+    timezone: str
+    tz_row: int
+    country: str
+    country_row: int
+    manager: str
+    manager_row: int
+
+
+@dataclass(slots=True)
+class _Pair:
+    """One (learner, journey) enrolment, asked for by one or more agreeing rows."""
+
+    row: int
+    email: str
+    journey: JourneyPlan
+    start: date | None
+    rows: int = 1
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> dict[str, str]:
+    """Map lower-cased IANA names to their spelling, so `europe/london` works too."""
+    return {name.lower(): name for name in available_timezones()}
+
+
+@lru_cache(maxsize=4096)
+def _domain(domain: str) -> str | None:
+    """Return the domain as email-validator normalises it, or None if it rejects it."""
+    try:
+        return validate_email(f"x@{domain}", check_deliverability=False).domain
+    except EmailNotValidError:
+        return None
+
+
+def _normal_email(value: str) -> str:
+    """Return the address as stored (lower-case), or raise EmailNotValidError."""
+    local, _, domain = value.rpartition("@")
+    # Rosters are plain ASCII addresses at a few domains, and email-validator's verdict on a
+    # dot-atom local part depends on the domain alone: checking each domain once is ten times
+    # faster. Anything else (quoting, Unicode, odd lengths) goes through email-validator whole.
+    if len(local) <= 64 and len(value) <= 254 and domain.isascii() and _LOCAL.fullmatch(local):
+        normal = _domain(domain)
+        if normal is not None:
+            return f"{local}@{normal}".lower()
+    return validate_email(value, check_deliverability=False).normalized.lower()
+
+
+def _unknown_journey(slug: str, journeys: dict[str, JourneyPlan]) -> str:
+    known = ", ".join(sorted(journeys)) or "none yet: run `nudger journeys sync`"
+    return f"unknown journey {slug!r}; known journeys: {known}"
+
+
+class _Reader:
+    """Check rows one at a time and merge them into per-person and per-enrolment records."""
+
+    def __init__(self, journeys: dict[str, JourneyPlan], default_slug: str) -> None:
+        self.journeys, self.default_slug = journeys, default_slug
+        self.rows = 0
+        self.people: dict[str, _Person] = {}
+        self.pairs: dict[tuple[str, int], _Pair] = {}
+        self.managers: dict[str, tuple[int, str]] = {}  # email -> (first row, manager_name)
+        self.errors: list[RowError] = []
+        self.warnings: list[RowError] = []
+        # Managers, countries and dates repeat down a roster: check each value once.
+        self._manager_emails: dict[str, str | EmailNotValidError] = {}
+        self._countries: dict[str, str] = {}
+        self._dates: dict[str, date] = {}
+
+    def error(self, row: int, column: str, value: str, message: str) -> None:
+        self.errors.append(RowError(row, column, value, message))
+
+    def add(self, row: int, cells: dict[str, str]) -> None:
+        """Check one data row and merge it into the records if it is sound."""
+        self.rows += 1
+        before = len(self.errors)
+        email = self._email(row, cells.get("email", ""))
+        name = cells.get("name") or " ".join(
+            filter(None, (cells.get("first_name"), cells.get("last_name")))
+        )
+        if not name:
+            self.error(row, "name", "", "no name: fill in name, or first_name and last_name")
+        manager_name = cells.get("manager_name", "")
+        for column, value in (("name", name), ("manager_name", manager_name)):
+            if len(value) > NAME_MAX:
+                self.error(row, column, value, f"longer than {NAME_MAX} characters")
+        manager = self._manager(row, cells.get("manager_email", ""), email)
+        journey = self._journey(row, cells.get("journey", ""))
+        start = self._date(row, cells.get("start_date", ""))
+        tz = self._timezone(row, cells.get("timezone", ""))
+        country = self._country(row, cells.get("country", ""))
+        if len(self.errors) > before or journey is None:
+            return
+        if manager:
+            self._note_manager(row, manager, manager_name)
+        new = _Person(row, name, tz, row, country, row, manager, row)
+        self._merge(row, email, new, journey, start)
+
+    def _email(self, row: int, value: str) -> str:
+        if not value:
+            self.error(row, "email", "", "no email address")
+            return ""
+        try:
+            return _normal_email(value)
+        except EmailNotValidError as exc:
+            self.error(row, "email", value, f"not a valid email address: {exc}")
+            return ""
+
+    def _manager(self, row: int, value: str, email: str) -> str:
+        if not value:
+            return ""
+        if value not in self._manager_emails:
+            try:
+                self._manager_emails[value] = _normal_email(value)
+            except EmailNotValidError as exc:
+                self._manager_emails[value] = exc
+        found = self._manager_emails[value]
+        if isinstance(found, EmailNotValidError):
+            self.error(row, "manager_email", value, f"not a valid email address: {found}")
+            return ""
+        if found == email:
+            self.error(row, "manager_email", value, "a learner cannot be their own manager")
+            return ""
+        return found
+
+    def _journey(self, row: int, value: str) -> JourneyPlan | None:
+        slug = value.lower() or self.default_slug
+        if not slug:
+            self.error(row, "journey", "", "no journey: fill in the journey's slug")
+            return None
+        journey = self.journeys.get(slug)
+        if journey is None and value:  # an unknown default was reported once, for the file
+            self.error(row, "journey", value, _unknown_journey(slug, self.journeys))
+        return journey
+
+    def _date(self, row: int, value: str) -> date | None:
+        if not value:
+            return None
+        if value not in self._dates and _DATE.fullmatch(value):
+            with suppress(ValueError):  # 2027-02-30 matches the pattern but is no date
+                self._dates[value] = date.fromisoformat(value)
+        if value not in self._dates:
+            self.error(row, "start_date", value, "not a date: write it as YYYY-MM-DD")
+            return None
+        return self._dates[value]
+
+    def _timezone(self, row: int, value: str) -> str:
+        if not value:
+            return ""
+        name = _zone_names().get(value.lower(), "")
+        if not is_valid_timezone(name):
+            message = "unknown time zone: use an IANA name such as Europe/London"
+            self.error(row, "timezone", value, message)
+        return name
+
+    def _country(self, row: int, value: str) -> str:
+        if value and value not in self._countries:
+            known = is_valid_country(value) and len(value) <= COUNTRY_MAX
+            self._countries[value] = value.upper() if known else ""
+        if value and not self._countries[value]:
+            self.error(row, "country", value, "unknown country: use an ISO 3166 code such as GB")
+        return self._countries.get(value, "")
+
+    def _note_manager(self, row: int, manager: str, manager_name: str) -> None:
+        first = self.managers.get(manager)
+        if first is None or (manager_name and not first[1]):
+            self.managers[manager] = (first[0] if first else row, manager_name)
+
+    def _merge(self, row: int, email: str, new: _Person, journey: JourneyPlan, start) -> None:
+        """Record the row, unless it contradicts an earlier row about the same person."""
+        pair = self.pairs.get((email, journey.journey_id))
+        old = self.people.get(email)
+        if old is not None and self._conflicts(row, old, new, pair):
+            return
+        if pair is not None and start and pair.start and start != pair.start:
+            message = f"duplicate of row {pair.row} for {journey.slug}, which starts {pair.start}"
+            self.error(row, "start_date", start.isoformat(), message + ": make them agree")
+            return
+        if old is None:
+            self.people[email] = new
+        else:
+            _fill_blanks(old, new)
+        if pair is None:
+            self.pairs[(email, journey.journey_id)] = _Pair(row, email, journey, start)
+            return
+        pair.rows += 1
+        pair.start = pair.start or start
+        message = f"repeats row {pair.row} for {journey.slug}; counted once"
+        self.warnings.append(RowError(row, "email", email, message))
+
+    def _conflicts(self, row: int, old: _Person, new: _Person, pair: _Pair | None) -> bool:
+        found = False
+        for column, label, mine, theirs, their_row in (
+            ("name", "name", new.name, old.name, old.row),
+            ("timezone", "time zone", new.timezone, old.timezone, old.tz_row),
+            ("country", "country", new.country, old.country, old.country_row),
+            ("manager_email", "manager", new.manager, old.manager, old.manager_row),
+        ):
+            if mine and theirs and mine != theirs:
+                found = True
+                if pair is not None:
+                    message = f"duplicate of row {their_row} for {pair.journey.slug} with"
+                    message += f" a different {label} ({theirs}): make them agree"
+                else:
+                    message = f"row {their_row} gives this person a different {label}"
+                    message += f" ({theirs}): a person has one {label}"
+                self.error(row, column, mine, message)
+        return found
+
+
+def _fill_blanks(old: _Person, new: _Person) -> None:
+    """Take the values a later row gives that earlier rows about the person left blank."""
+    if new.timezone and not old.timezone:
+        old.timezone, old.tz_row = new.timezone, new.row
+    if new.country and not old.country:
+        old.country, old.country_row = new.country, new.row
+    if new.manager and not old.manager:
+        old.manager, old.manager_row = new.manager, new.row
+
+
+def _check_loops(reader: _Reader, known: _Known) -> None:
+    """Report each manager loop at the rows whose manager_email helps close it."""
+
+    def manager_of(email: str) -> str:
+        person = reader.people.get(email)
+        return person.manager if person and person.manager else known.manager_email(email)
+
+    done: set[str] = set()
+    for start, person in reader.people.items():
+        if not person.manager or start in done:
+            continue
+        path, on_path, node = [], set(), start
+        while node and node not in done and node not in on_path:
+            path.append(node)
+            on_path.add(node)
+            node = manager_of(node)
+        if node in on_path:
+            loop = path[path.index(node) :]
+            for i, email in enumerate(loop):
+                culprit = reader.people.get(email)
+                if culprit is not None and culprit.manager:
+                    chain = " → ".join([*loop[i:], *loop[: i + 1]])
+                    message = f"manager loop: {chain}"
+                    reader.error(culprit.manager_row, "manager_email", culprit.manager, message)
+        done.update(path)

@@ -1,0 +1,41 @@
+"""The rejected rows handed back as a CSV, with an `error` column, safe for spreadsheets."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections import defaultdict
+
+from nudger.roster.reading import Source, _binary, _records
+from nudger.roster.result import ImportResult
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutral(cell: str) -> str:
+    """Defuse a cell that a spreadsheet would run as a formula (CSV injection)."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def write_error_csv(result: ImportResult, source: Source) -> str:
+    """Return the rejected rows of `source` with an `error` column, safe for spreadsheets.
+
+    The separator is the original file's, so it opens where the original did;
+    encode it as utf-8-sig for Excel.
+    """
+    messages: dict[int, list[str]] = defaultdict(list)
+    for e in result.errors:
+        if e.row >= 2:
+            messages[e.row].append(f"{e.field}: {e.message}" if e.field else e.message)
+    out = io.StringIO()
+    with _binary(source, rewind=True) as raw:
+        delimiter, records = _records(raw, hashlib.sha256(), errors="replace")
+        writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+        header = next(records, [])
+        writer.writerow([*map(_neutral, header), "error"])
+        for row, record in enumerate(records, start=2):
+            if row in messages:
+                padded = record + [""] * (len(header) - len(record))
+                writer.writerow([*map(_neutral, padded), _neutral("; ".join(messages[row]))])
+    return out.getvalue()

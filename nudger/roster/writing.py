@@ -1,0 +1,252 @@
+"""Compare the checked file with the database, then write the difference in chunks.
+
+The database is read and written with chunked Core statements, so 100,000 rows
+never become 100,000 ORM objects.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlmodel import Session
+from sqlmodel import select as orm_select
+
+from nudger.calendar import WorkCalendar
+from nudger.config import Settings
+from nudger.models import AuditLog, Enrolment, ImportBatch, Journey, Person
+from nudger.roster.checks import _Pair, _Reader
+from nudger.roster.result import RowError
+from nudger.schedule import JourneyPlan, default_start, next_slot
+
+T = TypeVar("T")
+
+CHUNK = 1000  # keys per IN (...), far below every driver's parameter limit
+WRITE_CHUNK = 5000  # rows per executemany: bounds the dicts alive at once
+
+
+# --- what the database already holds ------------------------------------------------
+
+
+def _chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _journeys(session: Session) -> dict[str, JourneyPlan]:
+    """Return every journey's schedule by slug; a handful of rows, so the ORM is fine."""
+    return {j.slug: JourneyPlan.build(j, []) for j in session.exec(orm_select(Journey))}
+
+
+class _Known:
+    """The people the file names who are already in the database, and their managers."""
+
+    def __init__(self, conn: Connection, emails: Iterable[str]) -> None:
+        t = Person.__table__
+        columns = (t.c.id, t.c.email, t.c.name, t.c.timezone, t.c.country, t.c.manager_id)
+        keys = bindparam("keys", expanding=True)
+        self.by_email: dict[str, Row] = {}
+        self.by_id: dict[int, Row] = {}
+        self._load(conn, select(*columns).where(t.c.email.in_(keys)), emails)
+        # Walk up the reporting lines, so a loop closed through the database shows.
+        while missing := {r.manager_id for r in self.by_id.values()} - self.by_id.keys() - {None}:
+            self._load(conn, select(*columns).where(t.c.id.in_(keys)), missing)
+
+    def _load(self, conn: Connection, stmt: Any, keys: Iterable) -> None:
+        for chunk in _chunks(keys):
+            for r in conn.execute(stmt, {"keys": chunk}):
+                self.by_email[r.email] = self.by_id[r.id] = r
+
+    def manager_email(self, email: str) -> str:
+        """Return the email of the manager the database has for `email`, or ""."""
+        row = self.by_email.get(email)
+        manager = self.by_id.get(row.manager_id) if row is not None and row.manager_id else None
+        return manager.email if manager is not None else ""
+
+
+def _enrolments(conn: Connection, person_ids: list[int], journey_ids: set[int]) -> dict:
+    """Return {(person_id, journey_id): (status, start_date)} on the file's journeys."""
+    t = Enrolment.__table__
+    stmt = select(t.c.person_id, t.c.journey_id, t.c.status, t.c.start_date).where(
+        t.c.person_id.in_(bindparam("keys", expanding=True)),
+        t.c.journey_id.in_(sorted(journey_ids)),
+    )
+    found = {}
+    for chunk in _chunks(person_ids):
+        for r in conn.execute(stmt, {"keys": chunk}):
+            found[(r.person_id, r.journey_id)] = (r.status, r.start_date)
+    return found
+
+
+# --- deciding what to write ---------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """Exactly what a commit writes; a dry run stops here."""
+
+    new_people: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
+    updates: dict[str, tuple[int, str, str, str, str]] = field(default_factory=dict)
+    enrolments: list[tuple[str, int, date]] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.new_people or self.updates or self.enrolments)
+
+
+class _Starts:
+    """Work out start dates, cached per journey, zone and country (rosters repeat them)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self._defaults: dict[tuple, date] = {}
+        self._slots: dict[tuple, date] = {}
+
+    def start(self, journey: JourneyPlan, tz: str, country: str, given: date | None):
+        """Return (start date, whether a past `given` date moved to the next send slot)."""
+        cal = WorkCalendar(journey.weekdays, country, journey.skip_holidays)
+        key = (journey.journey_id, tz, country)
+        if given is None:
+            if key not in self._defaults:
+                self._defaults[key] = default_start(cal, tz, self.now)
+            return self._defaults[key], False
+        if key not in self._slots:
+            self._slots[key] = next_slot(cal, tz, journey.send_time, self.now)
+        slot = self._slots[key]
+        # A start whose first send time is behind us would send every step due by now at once.
+        if given < slot and cal.next_working_day(given) < slot:
+            return slot, True
+        return given, False
+
+
+def _plan(reader: _Reader, known: _Known, enrolled: dict, settings: Settings, now) -> _Plan:
+    """Compare the file with the database: who is new, who changed, which enrolments."""
+    plan, starts = _Plan(), _Starts(now)
+    zone, country = settings.default_timezone, settings.default_country.upper()
+    for email, p in reader.people.items():
+        row = known.by_email.get(email)
+        if row is None:
+            plan.new_people[email] = (p.name, p.timezone or zone, p.country or country, p.manager)
+            continue
+        current = (row.name, row.timezone, row.country, known.manager_email(email))
+        given = (p.name, p.timezone, p.country, p.manager)
+        # A blank cell keeps what the database has; it never resets a value to the default.
+        wanted = tuple(mine or theirs for mine, theirs in zip(given, current, strict=True))
+        if wanted != current:
+            plan.updates[email] = (row.id, *wanted)
+    for email, (first_row, name) in reader.managers.items():
+        if email not in reader.people and email not in known.by_email:
+            plan.new_people[email] = (name, zone, country, "")
+            named = f"named {name!r}" if name else "with no name"
+            message = f"manager not in the file: added as a person {named}"
+            reader.warnings.append(RowError(first_row, "manager_email", email, message))
+    for pair in reader.pairs.values():
+        _plan_pair(plan, pair, reader.warnings, known, enrolled, starts)
+    return plan
+
+
+def _plan_pair(
+    plan: _Plan, pair: _Pair, warnings: list, known: _Known, enrolled: dict, starts: _Starts
+) -> None:
+    """Add the pair's enrolment to the plan, or count its rows as unchanged."""
+    email, row = pair.email, known.by_email.get(pair.email)
+    existing = enrolled.get((row.id, pair.journey.journey_id)) if row is not None else None
+    if existing is not None:
+        status, started = existing
+        if status != "active" or (pair.start and pair.start != started):
+            message = f"already enrolled ({status}, starting {started}): left as it is"
+            warnings.append(RowError(pair.row, "journey", pair.journey.slug, message))
+        if email not in plan.updates:
+            plan.unchanged += pair.rows
+        return
+    if email in plan.new_people:
+        _name, tz, country, _manager = plan.new_people[email]
+    elif email in plan.updates:
+        _id, _name, tz, country, _manager = plan.updates[email]
+    else:
+        tz, country = row.timezone, row.country
+    start, moved = starts.start(pair.journey, tz, country, pair.start)
+    if moved:
+        message = f"in the past: starts on {start}, the next send slot, instead"
+        warnings.append(RowError(pair.row, "start_date", pair.start.isoformat(), message))
+    plan.enrolments.append((email, pair.journey.journey_id, start))
+
+
+# --- writing ------------------------------------------------------------------------
+
+
+def _insert_people(conn: Connection, plan: _Plan, ids: dict[str, int], now: datetime) -> None:
+    """Insert new people managers first, so each row carries its manager_id from the start."""
+    t = Person.__table__
+    stmt = insert(t).returning(t.c.id, t.c.email)
+    pending = list(plan.new_people.items())
+    while pending:
+        # One layer of the reporting lines per pass: every manager has an id before their
+        # reports are inserted, which spares a bulk UPDATE of manager_id afterwards.
+        ready = [(e, p) for e, p in pending if not p[3] or p[3] in ids]
+        pending = [(e, p) for e, p in pending if p[3] and p[3] not in ids]
+        if not ready:
+            raise RuntimeError("a manager loop among new people slipped past the checks")
+        for chunk in _chunks(ready, WRITE_CHUNK):
+            values = [
+                dict(email=email, name=name, timezone=tz, country=country, created_at=now,
+                     updated_at=now, manager_id=ids[manager] if manager else None)
+                for email, (name, tz, country, manager) in chunk
+            ]  # fmt: skip
+            ids.update((r.email, r.id) for r in conn.execute(stmt, values))
+
+
+def _update_people(conn: Connection, plan: _Plan, ids: dict[str, int], now: datetime) -> None:
+    t = Person.__table__
+    stmt = (
+        update(t)
+        .where(t.c.id == bindparam("pid"))
+        .values(name=bindparam("v_name"), timezone=bindparam("v_tz"),
+                country=bindparam("v_country"), manager_id=bindparam("v_manager"), updated_at=now)
+    )  # fmt: skip
+    rows = (
+        dict(pid=pid, v_name=name, v_tz=tz, v_country=country,
+             v_manager=ids[manager] if manager else None)
+        for pid, name, tz, country, manager in plan.updates.values()
+    )  # fmt: skip
+    for chunk in _chunks(rows, WRITE_CHUNK):
+        conn.execute(stmt, chunk)
+
+
+def _insert_enrolments(conn, plan: _Plan, ids: dict[str, int], batch_id: int, now) -> None:
+    # next_action_at = now: the next tick picks the enrolment up and works out its real times.
+    same = dict(status="active", shift_days=0, next_position=0, next_action_at=now,
+                paused_at=None, reminders_muted=False, import_batch_id=batch_id,
+                created_at=now, updated_at=now)  # fmt: skip
+    rows = (
+        dict(same, person_id=ids[email], journey_id=journey_id, start_date=start)
+        for email, journey_id, start in plan.enrolments
+    )
+    for chunk in _chunks(rows, WRITE_CHUNK):
+        conn.execute(insert(Enrolment.__table__), chunk)
+
+
+def _write(session: Session, plan: _Plan, ids: dict[str, int], batch: dict, detail: dict) -> int:
+    """Write the batch, people, enrolments and the audit row, and commit; return the batch id."""
+    now = batch["created_at"]
+    try:
+        conn = session.connection()
+        t = ImportBatch.__table__
+        batch_id = conn.execute(insert(t).returning(t.c.id), batch).scalar_one()
+        _insert_people(conn, plan, ids, now)
+        _update_people(conn, plan, ids, now)
+        _insert_enrolments(conn, plan, ids, batch_id, now)
+        audit = dict(at=now, actor=batch["actor"], action="import", subject_type="import_batch",
+                     subject_id=batch_id, detail=detail)  # fmt: skip
+        conn.execute(insert(AuditLog.__table__), audit)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return batch_id
