@@ -33,6 +33,11 @@ def database_url(tmp_path) -> str:
 
 @pytest.fixture
 def settings(tmp_path, database_url) -> Settings:
+    if TEST_REDIS_URL:
+        # Jobs left by an earlier test would name outbox ids of another database.
+        from redis import Redis
+
+        Redis.from_url(TEST_REDIS_URL).flushdb()
     return load_settings(
         {
             "instance_path": tmp_path,
