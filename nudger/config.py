@@ -86,6 +86,8 @@ def load_settings(overrides: dict | None = None) -> Settings:
         "default_timezone": env.get("NUDGER_TIMEZONE", "UTC"),
         "default_country": env.get("NUDGER_COUNTRY", "").upper(),
         "batch_size": int(env.get("NUDGER_BATCH_SIZE", "100")),
+        "send_lease_seconds": int(env.get("NUDGER_SEND_LEASE_SECONDS", "300")),
+        "max_attempts": int(env.get("NUDGER_MAX_ATTEMPTS", "6")),
     }
     values.update(overrides)
     if not values["secret_key"]:

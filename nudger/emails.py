@@ -7,15 +7,19 @@ callers pass plain dicts in and get an `EmailMessage` out.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
+from email.policy import EmailPolicy
 from email.policy import default as default_policy
 from email.utils import format_datetime, parseaddr
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,10 +64,33 @@ _MONTHS = (
 )  # fmt: skip
 
 _BLANK_LINES = re.compile(r"\n{3,}")
+_LINE_BREAK = re.compile(r"[\r\n]")
+
+
+
+class _MemoPolicy(EmailPolicy):
+    """The default policy, parsing each distinct header value once per process.
+
+    Writing a message reads its Content-Type headers over and over (type,
+    boundary, charset); parsing them is most of the cost of sending, and the
+    values repeat from message to message. Header objects are immutable.
+    """
+
+    def header_fetch_parse(self, name: str, value: str):
+        if hasattr(value, "name"):
+            return value
+        # Keyed on the header factory, not the policy: writing clones the policy.
+        return _parsed_header(self.header_factory, name, value)
+
+
+@lru_cache(maxsize=4096)
+def _parsed_header(factory, name: str, value: str):
+    return factory(name, "".join(value.splitlines()))
+
 
 # Bodies go out as 7bit, quoted-printable or base64, never raw 8bit: not every
 # relay on the way advertises 8BITMIME, and a name like "Zoë" must survive it.
-MIME_POLICY = default_policy.clone(cte_type="7bit")
+MIME_POLICY = _MemoPolicy(**default_policy.__dict__).clone(cte_type="7bit")
 
 
 @dataclass(frozen=True)
@@ -107,45 +134,98 @@ def build_message(
     if date.tzinfo is None:
         raise ValueError("date must be timezone-aware")
     invites = [invite] if isinstance(invite, Invite) else list(invite or ())
-    msg = EmailMessage(policy=MIME_POLICY)
-    msg["Message-ID"] = message_id
-    msg["Date"] = format_datetime(date)
-    msg["From"] = from_addr
-    msg["To"] = to
-    msg["Subject"] = rendered.subject
-    msg["X-Nudger-Kind"] = kind
-    msg["Auto-Submitted"] = "auto-generated"
-    # Exchange/Outlook: no out-of-office or auto replies to a robot's mailbox.
-    msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    fields = {
+        "Message-ID": message_id,
+        "Date": format_datetime(date),
+        "From": from_addr,
+        "To": to,
+        "Subject": rendered.subject,
+        "X-Nudger-Kind": kind,
+        "Auto-Submitted": "auto-generated",
+        # Exchange/Outlook: no out-of-office or auto replies to a robot's mailbox.
+        "X-Auto-Response-Suppress": "OOF, AutoReply",
+    }
     for name, value in (headers or {}).items():
-        del msg[name]
-        msg[name] = value
-
-    # Plain text stays readable in the raw source as quoted-printable. For the
-    # HTML, quoted-printable costs ~2 ms per 10 kB page in pure Python; base64
-    # is C-fast and every client decodes it. ASCII-only parts go as 7bit.
-    text_cte = None if rendered.text.isascii() else "quoted-printable"
-    html_cte = None if rendered.html.isascii() else "base64"
-    msg.set_content(rendered.text, subtype="plain", charset="utf-8", cte=text_cte)
-    msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=html_cte)
+        for same in [k for k in fields if k.lower() == name.lower()]:
+            del fields[same]
+        fields[name] = value
+    # Parts are encoded here with C codecs (binascii) and stored ready to
+    # write: EmailMessage's set_content/add_alternative parse every header
+    # and quoted-printable-encode in pure Python, ~10x the cost of the rest of
+    # sending. The tree is the same: multipart/alternative (text, HTML and
+    # the inline calendar part), inside multipart/mixed with the .ics files.
+    # Plain text is 7bit when it can be, else quoted-printable (readable in
+    # the raw source); HTML is base64 (inlined CSS makes long lines that
+    # relays may re-wrap).
+    alternative = [
+        _text_part('text/plain; charset="utf-8"', rendered.text),
+        _part('text/html; charset="utf-8"', "base64", _base64(rendered.html.encode())),
+    ]
     if invites:
         first = invites[0]
-        msg.add_alternative(
-            first.ics.decode("utf-8"),
-            subtype="calendar",
-            charset="utf-8",
-            params={"method": first.method},
+        alternative.append(
+            _text_part(f'text/calendar; charset="utf-8"; method="{first.method}"', first.ics)
         )
-        msg.make_mixed()
-        for number, item in enumerate(invites, start=1):
-            name = "invite.ics" if number == 1 else f"invite-{number}.ics"
-            msg.add_attachment(
-                item.ics,
-                maintype="application",
-                subtype="ics",
-                filename=name,
-                params={"name": name},
-            )
+    msg = EmailMessage(policy=MIME_POLICY)
+    for name, value in fields.items():
+        _set_header(msg, name, value)
+    msg.set_raw("MIME-Version", "1.0")
+    if not invites:
+        return _multipart(msg, "alternative", alternative)
+    attachments = []
+    for number, item in enumerate(invites, start=1):
+        name = "invite.ics" if number == 1 else f"invite-{number}.ics"
+        disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+        attachments.append(
+            _part(f'application/ics; name="{name}"', "base64", _base64(item.ics), disposition)
+        )
+    inner = _multipart(MIMEPart(policy=MIME_POLICY), "alternative", alternative)
+    return _multipart(msg, "mixed", [inner, *attachments])
+
+
+def _set_header(msg: MIMEPart, name: str, value: str) -> None:
+    """Store a header as written when it needs no encoding, else let the policy encode it."""
+    if value.isascii() and len(name) + 2 + len(value) <= 78 and not _LINE_BREAK.search(value):
+        msg.set_raw(name, value)
+    else:
+        msg[name] = value
+
+
+def _part(
+    content_type: str, cte: str, payload: str, headers: dict[str, str] | None = None
+) -> MIMEPart:
+    """Return a leaf part whose payload is already encoded with `cte`."""
+    part = MIMEPart(policy=MIME_POLICY)
+    part.set_raw("Content-Type", content_type)
+    part.set_raw("Content-Transfer-Encoding", cte)
+    for name, value in (headers or {}).items():
+        part.set_raw(name, value)
+    part.set_payload(payload)
+    return part
+
+
+def _text_part(content_type: str, text: str | bytes) -> MIMEPart:
+    """Return a text part: 7bit when ASCII with short lines, else quoted-printable."""
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
+    if data.isascii() and all(len(line) <= 78 for line in data.splitlines()):
+        return _part(content_type, "7bit", data.decode("ascii"))
+    return _part(content_type, "quoted-printable", binascii.b2a_qp(data, istext=True).decode())
+
+
+def _base64(data: bytes) -> str:
+    return base64.encodebytes(data).decode("ascii")
+
+
+def _multipart(msg: MIMEPart, subtype: str, parts: list[MIMEPart]) -> MIMEPart:
+    """Make `msg` a multipart holding `parts`, with a boundary no part contains."""
+    # "=_" never occurs in base64 or quoted-printable; only 7bit text could hold
+    # it. A fixed boundary keeps the header the same from message to message.
+    plain = [p.get_payload() for p in parts if p.get("Content-Transfer-Encoding") == "7bit"]
+    boundary = f"=_nudger_{subtype}"
+    while any(boundary in text for text in plain):
+        boundary = f"=_{random.getrandbits(64):016x}"
+    msg.set_raw("Content-Type", f'multipart/{subtype}; boundary="{boundary}"')
+    msg.set_payload(parts)
     return msg
 
 
@@ -193,6 +273,19 @@ def environment() -> Environment:
     return make_environment()
 
 
+def warm_up() -> None:
+    """Compile every template and build the inliner and Markdown parser now.
+
+    A worker calls this before it forks, so each job starts with them ready.
+    """
+    env = environment()
+    for kind in KINDS:
+        for suffix in ("subject.txt", "txt", "html"):
+            env.get_template(f"{kind}.{suffix}")
+    _inliner()
+    _markdown()
+
+
 @cache
 def _inliner() -> css_inline.CSSInliner:
     """Return the shared CSS inliner, built once per process."""
@@ -221,6 +314,12 @@ def markdown_filter(source: str | None) -> Markup:
     """Render Markdown to safe HTML."""
     if not source:
         return Markup("")
+    return _markdown_html(source)
+
+
+@lru_cache(maxsize=1024)
+def _markdown_html(source: str) -> Markup:
+    # A step's body is the same for every learner: render it once per process.
     return Markup(_markdown().render(source))
 
 

@@ -49,7 +49,7 @@ def enqueue_send(settings: Settings, ids: Sequence[int], now: datetime) -> list[
         job_id = f"send-{batch[0]}-{batch[-1]}-{int(now.timestamp())}"
         q.enqueue_call(
             "workers.jobs.send_batch",
-            args=(batch,),
+            args=(batch, now.isoformat()),
             job_id=job_id,
             timeout=600,
             result_ttl=600,

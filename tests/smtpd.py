@@ -3,7 +3,10 @@
 Use it as a context manager: `with SmtpSink() as sink:`, send to `sink.url()`,
 then read `sink.messages` and `sink.connections`. `sink.fail_next(1, 550)`
 answers the next message with 550; `sink.drop_next()` hangs up on it;
-`sink.disconnect_all()` closes idle connections as a server's timeout would.
+`sink.disconnect_all()` closes idle connections as a server's timeout would;
+`sink.go_away_after(n)` stops the server after n more messages, as a crash or
+restart would. `SmtpSink(delay=0.2)` takes that long to accept each message;
+`SmtpSink(port=p)` listens on a given port (a server coming back).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class _Fault:
     stage: Stage
     code: int | None  # None: drop the connection without an answer
     text: str
+    after: int = 0  # messages to let through at this stage first
 
 
 class _Handler:
@@ -73,6 +77,8 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if (answer := self.sink._fault_for("DATA", server)) is not None:
             return answer
+        if self.sink.delay:
+            await asyncio.sleep(self.sink.delay)
         data = envelope.original_content or b""
         message = message_from_bytes(data, policy=default_policy)
         assert isinstance(message, EmailMessage)
@@ -86,6 +92,12 @@ class _Handler:
                     connection=self.sink._numbers[id(server)],
                 )
             )
+            leaving = self.sink._go_away_at is not None and (
+                len(self.sink.messages) >= self.sink._go_away_at
+            )
+        if leaving:
+            # After this reply is written: stop listening, then hang up on everyone.
+            asyncio.get_running_loop().call_soon(self.sink._go_away)
         return "250 Message accepted"
 
 
@@ -120,9 +132,13 @@ class SmtpSink:
         ssl_context: ssl.SSLContext | None = None,
         starttls_context: ssl.SSLContext | None = None,
         credentials: tuple[str, str] | None = None,
+        port: int | None = None,
+        delay: float = 0.0,
     ) -> None:
         self.host = "127.0.0.1"
-        self.port = _free_port(self.host)
+        self.port = port or _free_port(self.host)
+        self.delay = delay
+        self._go_away_at: int | None = None
         self.messages: list[Received] = []
         self.connections = 0
         self.logins: list[tuple[str, str]] = []
@@ -176,16 +192,37 @@ class SmtpSink:
         at = f"{userinfo}@" if userinfo else ""
         return f"{scheme}://{at}{self.host}:{self.port}"
 
-    def fail_next(self, count: int, code: int, text: str = "", *, stage: Stage = "DATA") -> None:
-        """Answer the next `count` messages with `code` at `stage` (MAIL, RCPT or DATA)."""
+    def fail_next(
+        self, count: int, code: int, text: str = "", *, stage: Stage = "DATA", after: int = 0
+    ) -> None:
+        """Answer the next `count` messages with `code` at `stage` (MAIL, RCPT or DATA).
+
+        `after`: let that many messages through first.
+        """
         text = text or {4: "4.3.0 Try again later", 5: "5.0.0 Rejected"}.get(code // 100, "")
         with self._lock:
-            self._faults.append(_Fault(count, stage, code, text))
+            self._faults.append(_Fault(count, stage, code, text, after))
 
-    def drop_next(self, count: int = 1, *, stage: Stage = "MAIL") -> None:
-        """Hang up without answering on the next `count` messages, at `stage`."""
+    def drop_next(self, count: int = 1, *, stage: Stage = "MAIL", after: int = 0) -> None:
+        """Hang up without answering on the next `count` messages, at `stage` (after `after`)."""
         with self._lock:
-            self._faults.append(_Fault(count, stage, None, ""))
+            self._faults.append(_Fault(count, stage, None, "", after))
+
+    def go_away_after(self, count: int) -> None:
+        """Accept `count` more messages, then stop listening and close every connection."""
+        with self._lock:
+            self._go_away_at = len(self.messages) + count
+
+    def _go_away(self) -> None:
+        """Stop accepting connections and drop the open ones (runs in the server's loop)."""
+        server = self._controller.server
+        if server is not None:
+            server.close()
+        with self._lock:
+            live = list(self._live.values())
+        for smtp in live:
+            if smtp.transport is not None:
+                smtp.transport.close()
 
     def disconnect_all(self) -> None:
         """Close every open client connection, as a server's idle timeout would."""
@@ -213,6 +250,9 @@ class SmtpSink:
         with self._lock:
             fault = next((f for f in self._faults if f.stage == stage), None)
             if fault is None:
+                return None
+            if fault.after > 0:
+                fault.after -= 1
                 return None
             fault.count -= 1
             if fault.count <= 0:

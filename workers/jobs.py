@@ -17,9 +17,34 @@ def runtime() -> tuple[Settings, Engine]:
     return settings, get_engine(settings.database_url)
 
 
-def send_batch(ids: list[int]) -> dict[str, int]:
-    """Send a batch of outbox rows over one SMTP connection."""
+def send_batch(ids: list[int], due_by: str | None = None) -> dict[str, int]:
+    """Send a batch of outbox rows over one SMTP connection.
+
+    `due_by` (ISO 8601) is the time the rows were enqueued for; rows that went
+    back into backoff since then are left to a later job.
+    """
+    from datetime import datetime
+
     from nudger.outbox import send_batch as send
 
     settings, engine = runtime()
-    return send(engine, settings, ids)
+    when = datetime.fromisoformat(due_by) if due_by else None
+    return send(engine, settings, ids, due_by=when)
+
+
+def warm_up() -> None:
+    """Import and build what every send job needs, once, before the worker forks."""
+    import nudger.outbox  # noqa: F401  (and every composer it registers)
+    from nudger.emails import warm_up as warm_up_emails
+
+    warm_up_emails()
+
+
+def import_csv(upload_id: str, dry_run: bool) -> dict:
+    """Check (dry run) or commit a learner CSV uploaded in the admin console."""
+    from nudger.db import utcnow
+    from nudger.imports_job import UploadStore, run_upload
+
+    settings, engine = runtime()
+    store = UploadStore(settings.instance_path)
+    return run_upload(settings, engine, store, upload_id, dry_run, utcnow())

@@ -1,78 +1,131 @@
-"""GET /outbox: mail captured by the `outbox:` transport (development only)."""
+"""/outbox: mail captured by the `outbox:` transport, for development only.
+
+The blueprint is registered only when NUDGER_SMTP_URL is `outbox:` (see
+nudger.web.init_app); every view also refuses to run otherwise, so no
+configuration mistake can publish captured mail from a production server.
+"""
 
 from __future__ import annotations
 
-from email import policy
-from email.parser import BytesParser
-
-from flask import Blueprint, Response, abort, render_template
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from sqlalchemy import delete, func
 from sqlmodel import select
 
+from nudger.emails import KINDS
+from nudger.mailview import framed_html, read
 from nudger.models import CapturedMail
-from nudger.web import db
+from nudger.web import db, settings
 
 bp = Blueprint("dev", __name__)
 
-# The email's HTML runs in a sandbox: no scripts, no same-origin access, but a
-# click on a link (the "Mark as done" button) may open it, as in a mail client.
+PAGE = 50
+# The email's HTML runs in a sandbox: no scripts, no forms, no same-origin
+# access, nothing fetched; a click on a link (the "Mark as done" button)
+# opens a new, unsandboxed tab, as a mail client would.
 FRAME_POLICY = (
-    "sandbox allow-popups allow-popups-to-escape-sandbox "
-    "allow-top-navigation-by-user-activation; "
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+    "sandbox allow-popups allow-popups-to-escape-sandbox; "
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'"
 )
+IFRAME_SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
 
 
-def _parts(raw: bytes) -> dict:
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
-    parts = {"headers": list(msg.items()), "text": None, "html": None, "ics": None}
-    for part in msg.walk():
-        ctype = part.get_content_type()
-        if ctype == "text/plain" and parts["text"] is None:
-            parts["text"] = part.get_content()
-        elif ctype == "text/html" and parts["html"] is None:
-            parts["html"] = part.get_content()
-        elif ctype in ("text/calendar", "application/ics") and parts["ics"] is None:
-            payload = part.get_payload(decode=True)
-            parts["ics"] = payload.decode("utf-8", "replace") if payload else None
-    return parts
+@bp.before_request
+def only_when_capturing():
+    if not settings().captures_mail:
+        abort(404)
 
 
 @bp.get("/outbox")
 def outbox_list():
-    mails = db().exec(select(CapturedMail).order_by(CapturedMail.id.desc()).limit(500)).all()
-    return render_template("outbox.html", mails=mails)
+    kind = request.args.get("kind", "")
+    to = request.args.get("to", "").strip().lower()
+    before = request.args.get("before", type=int)
+    query = select(CapturedMail)
+    if kind:
+        query = query.where(CapturedMail.kind == kind)
+    if to:
+        query = query.where(func.lower(CapturedMail.to_email).contains(to, autoescape=True))
+    total = db().exec(select(func.count()).select_from(query.subquery())).one()
+    if before:
+        query = query.where(CapturedMail.id < before)
+    mails = db().exec(query.order_by(CapturedMail.id.desc()).limit(PAGE + 1)).all()
+    older = mails[PAGE - 1].id if len(mails) > PAGE else None
+    counts = dict(
+        db().exec(select(CapturedMail.kind, func.count()).group_by(CapturedMail.kind)).all()
+    )
+    return render_template(
+        "outbox.html",
+        mails=mails[:PAGE],
+        total=total,
+        kind=kind,
+        to=to,
+        before=before,
+        older=older,
+        kinds=[*KINDS, *sorted(k for k in counts if k not in KINDS)],
+        counts=counts,
+    )
+
+
+@bp.post("/outbox/clear")
+def outbox_clear():
+    db().execute(delete(CapturedMail))
+    db().commit()
+    return redirect(url_for("dev.outbox_list"))
 
 
 @bp.get("/outbox/<int:mail_id>")
 def outbox_show(mail_id: int):
-    mail = db().get(CapturedMail, mail_id) or abort(404)
-    return render_template("outbox_show.html", mail=mail, parts=_parts(mail.raw))
+    mail = _mail(mail_id)
+    newer = db().exec(select(func.min(CapturedMail.id)).where(CapturedMail.id > mail_id)).one()
+    older = db().exec(select(func.max(CapturedMail.id)).where(CapturedMail.id < mail_id)).one()
+    return render_template(
+        "outbox_show.html",
+        mail=mail,
+        view=read(mail.raw),
+        phone=request.args.get("width") == "phone",
+        sandbox=IFRAME_SANDBOX,
+        newer=newer,
+        older=older,
+    )
 
 
 @bp.get("/outbox/<int:mail_id>/html")
 def outbox_html(mail_id: int):
-    mail = db().get(CapturedMail, mail_id) or abort(404)
-    html = _parts(mail.raw)["html"] or ""
-    # Served to a sandboxed frame: no scripts, no same-origin access.
-    return Response(html, headers={"Content-Security-Policy": FRAME_POLICY})
+    html = read(_mail(mail_id).raw).html
+    if html is None:
+        abort(404)
+    return Response(
+        framed_html(html),
+        mimetype="text/html",
+        headers={"Content-Security-Policy": FRAME_POLICY, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @bp.get("/outbox/<int:mail_id>.eml")
 def outbox_raw(mail_id: int):
-    mail = db().get(CapturedMail, mail_id) or abort(404)
     return Response(
-        mail.raw,
+        _mail(mail_id).raw,
         mimetype="message/rfc822",
-        headers={"Content-Disposition": f"attachment; filename=nudger-{mail_id}.eml"},
+        headers={"Content-Disposition": f'attachment; filename="nudger-{mail_id}.eml"'},
     )
 
 
 @bp.get("/outbox/<int:mail_id>.ics")
-def outbox_ics(mail_id: int):
-    mail = db().get(CapturedMail, mail_id) or abort(404)
-    ics = _parts(mail.raw)["ics"] or abort(404)
+@bp.get("/outbox/<int:mail_id>/<int:number>.ics")
+def outbox_ics(mail_id: int, number: int = 1):
+    invites = read(_mail(mail_id).raw).attachments
+    if not 1 <= number <= len(invites):
+        abort(404)
+    suffix = "" if number == 1 else f"-{number}"
     return Response(
-        ics,
+        invites[number - 1].ics,
         mimetype="text/calendar",
-        headers={"Content-Disposition": f"attachment; filename=nudger-{mail_id}.ics"},
+        headers={"Content-Disposition": f'attachment; filename="nudger-{mail_id}{suffix}.ics"'},
     )
+
+
+def _mail(mail_id: int) -> CapturedMail:
+    mail = db().get(CapturedMail, mail_id)
+    if mail is None:
+        abort(404)
+    return mail
