@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from datetime import datetime
 
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
+from redis.exceptions import RedisError
 from sqlmodel import Session, select
 
 from nudger.models import AdminUser, AuditLog
 
 MIN_PASSWORD = 10
+log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 
 
@@ -98,7 +101,11 @@ def session_version(admin: AdminUser) -> str:
 
 
 class LoginLimiter:
-    """Count failed sign-ins per IP and per email in Redis; refuse after `limit` per window."""
+    """Count failed sign-ins per IP and per email in Redis; refuse after `limit` per window.
+
+    If Redis is unreachable the limiter lets sign-ins through (and logs it):
+    admins must still reach the console, whose health panel says Redis is down.
+    """
 
     def __init__(self, redis, limit: int = LOGIN_LIMIT, window: int = LOGIN_WINDOW) -> None:
         self.redis, self.limit, self.window = redis, limit, window
@@ -109,21 +116,29 @@ class LoginLimiter:
     def retry_after(self, ip: str, email: str) -> int:
         """Return the seconds until this IP and email may try again; 0 if they may now."""
         wait = 0
-        for key in self._keys(ip, email):
-            count = self.redis.get(key)
-            if count is not None and int(count) >= self.limit:
-                wait = max(wait, self.redis.ttl(key), 1)
+        try:
+            for key in self._keys(ip, email):
+                count = self.redis.get(key)
+                if count is not None and int(count) >= self.limit:
+                    wait = max(wait, self.redis.ttl(key), 1)
+        except RedisError:
+            log.warning("sign-in limits unavailable: Redis is unreachable", exc_info=True)
+            return 0
         return wait
 
     def failed(self, ip: str, email: str) -> None:
         """Count one failed attempt; the window starts at the first failure."""
-        for key in self._keys(ip, email):
-            if self.redis.incr(key) == 1:
-                self.redis.expire(key, self.window)
+        try:
+            for key in self._keys(ip, email):
+                if self.redis.incr(key) == 1:
+                    self.redis.expire(key, self.window)
+        except RedisError:
+            log.warning("could not count a failed sign-in: Redis is unreachable")
 
     def succeeded(self, ip: str, email: str) -> None:
         """Forget the failures of this email (the IP's stay: it may be guessing others)."""
-        self.redis.delete(self._keys(ip, email)[1])
+        with contextlib.suppress(RedisError):
+            self.redis.delete(self._keys(ip, email)[1])
 
 
 # --- two-step sign-in (TOTP) --------------------------------------------------------
@@ -150,7 +165,11 @@ def totp_ok(secret: str, code: str, now: datetime) -> bool:
 def claim_totp_code(redis, admin_id: int, code: str) -> bool:
     """Use a code once: a code seen by someone looking over a shoulder cannot be replayed."""
     key = f"nudger:totp-used:{admin_id}:{''.join(code.split())}"
-    return bool(redis.set(key, 1, nx=True, ex=120))
+    try:
+        return bool(redis.set(key, 1, nx=True, ex=120))
+    except RedisError:
+        log.warning("cannot record a used TOTP code: Redis is unreachable")
+        return True
 
 
 def enable_totp(session: Session, admin: AdminUser, secret: str, code: str, now: datetime) -> bool:
@@ -188,3 +207,11 @@ def audit(
             detail=detail,
         )
     )
+
+
+def change_password(session: Session, admin: AdminUser, new: str, now: datetime) -> None:
+    """Set a new password (which ends the admin's other sessions)."""
+    if len(new) < MIN_PASSWORD:
+        raise AdminError(f"the new password must be at least {MIN_PASSWORD} characters")
+    admin.password_hash = _hasher.hash(new)
+    audit(session, admin.email, "admin.password", now, "admin", admin.id)

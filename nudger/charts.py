@@ -1,0 +1,246 @@
+"""Charts drawn on the server as SVG: no scripts, no CDN, readable by screen readers.
+
+Every chart has a <title> and <desc>, and every bar carries its numbers as
+text, so the chart says the same thing without its shapes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import date
+
+from markupsafe import Markup, escape
+
+WIDTH = 720
+LABEL_W = 250
+ROW_H = 30
+BAR_H = 18
+INK, MUTED, LINE = "#1d2433", "#5b6475", "#d9dee7"
+COLOURS = {
+    "done": "#1f7a4d",
+    "sent": "#b8d8c6",
+    "on_track": "#1f7a4d",
+    "behind": "#d08a1e",
+    "overdue": "#b3261e",
+    "paused": "#8a93a6",
+    "completed": "#2f5bd3",
+    "bar": "#2f5bd3",
+    "stall": "#b3261e",
+}
+_ID = re.compile(r"[^a-z0-9-]+")
+
+
+def _open(chart_id: str, title: str, desc: str, height: int) -> str:
+    cid = _ID.sub("-", chart_id.lower())
+    return (
+        f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {height}" width="100%" '
+        f'preserveAspectRatio="xMinYMin meet" aria-labelledby="{cid}-t {cid}-d" '
+        f'xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif" font-size="13">'
+        f'<title id="{cid}-t">{escape(title)}</title><desc id="{cid}-d">{escape(desc)}</desc>'
+    )
+
+
+def _short(label: str, limit: int = 34) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def _empty(chart_id: str, title: str, message: str) -> Markup:
+    body = (
+        f'<text x="0" y="24" fill="{MUTED}">{escape(message)}</text></svg>'
+    )
+    return Markup(_open(chart_id, title, message, 40) + body)
+
+
+def funnel(
+    chart_id: str, title: str, steps: Sequence[tuple[str, int, int]], enrolled: int
+) -> Markup:
+    """Draw one bar per step: how many were sent it (light) and did it (dark), of `enrolled`."""
+    if not steps or not enrolled:
+        return _empty(chart_id, title, "Nobody is enrolled yet.")
+    desc = "; ".join(f"{label}: {done} done, {sent} sent" for label, sent, done in steps)
+    height = ROW_H * len(steps) + 10
+    parts = [_open(chart_id, title, f"Of {enrolled} enrolled. {desc}", height)]
+    bar_w = WIDTH - LABEL_W - 150
+    sent_fill, done_fill = COLOURS["sent"], COLOURS["done"]
+    for i, (label, sent, done) in enumerate(steps):
+        y = i * ROW_H + 6
+        sent_w = round(bar_w * min(sent, enrolled) / enrolled, 1)
+        done_w = round(bar_w * min(done, enrolled) / enrolled, 1)
+        pct = round(100 * done / enrolled)
+        parts.append(
+            f"<g><title>{escape(label)}: {done} done, {sent} sent of {enrolled}</title>"
+            f'<text x="{LABEL_W - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
+            f"{escape(_short(label))}</text>"
+            f'<rect x="{LABEL_W}" y="{y}" width="{bar_w}" height="{BAR_H}" fill="#eef1f6"/>'
+            f'<rect x="{LABEL_W}" y="{y}" width="{sent_w}" height="{BAR_H}" fill="{sent_fill}"/>'
+            f'<rect x="{LABEL_W}" y="{y}" width="{done_w}" height="{BAR_H}" fill="{done_fill}"/>'
+            f'<text x="{LABEL_W + bar_w + 8}" y="{y + 13}" fill="{INK}">'
+            f"{done} done ({pct}%) · {sent} sent</text></g>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def hbars(
+    chart_id: str, title: str, items: Sequence[tuple[str, float, str]], colour: str = "bar"
+) -> Markup:
+    """Draw labelled horizontal bars; each item is (label, value, the value as text)."""
+    if not items or not any(v for _, v, _ in items):
+        return _empty(chart_id, title, "Nothing to show yet.")
+    top = max(v for _, v, _ in items) or 1
+    desc = "; ".join(f"{label}: {text}" for label, _, text in items)
+    height = ROW_H * len(items) + 10
+    parts = [_open(chart_id, title, desc, height)]
+    bar_w = WIDTH - LABEL_W - 170
+    fill = COLOURS.get(colour, colour)
+    for i, (label, value, text) in enumerate(items):
+        y = i * ROW_H + 6
+        w = round(bar_w * value / top, 1)
+        parts.append(
+            f"<g><title>{escape(label)}: {escape(text)}</title>"
+            f'<text x="{LABEL_W - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
+            f"{escape(_short(label))}</text>"
+            f'<rect x="{LABEL_W}" y="{y}" width="{w}" height="{BAR_H}" fill="{fill}"/>'
+            f'<text x="{LABEL_W + w + 8}" y="{y + 13}" fill="{INK}">{escape(text)}</text></g>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def stacked(chart_id: str, title: str, counts: Sequence[tuple[str, str, int]]) -> Markup:
+    """Draw one bar split by category; each item is (key for the colour, label, count)."""
+    total = sum(c for _, _, c in counts)
+    if not total:
+        return _empty(chart_id, title, "Nobody is enrolled yet.")
+    desc = ", ".join(f"{label}: {c}" for _, label, c in counts)
+    parts = [_open(chart_id, title, desc, 74)]
+    x = 0.0
+    for key, label, c in counts:
+        w = WIDTH * c / total
+        if w:
+            parts.append(
+                f'<rect x="{x:.1f}" y="4" width="{w:.1f}" height="26" '
+                f'fill="{COLOURS.get(key, MUTED)}"><title>{escape(label)}: {c}</title></rect>'
+            )
+        x += w
+    lx = 0
+    for key, label, c in counts:
+        parts.append(
+            f'<rect x="{lx}" y="44" width="12" height="12" fill="{COLOURS.get(key, MUTED)}"/>'
+            f'<text x="{lx + 17}" y="55" fill="{INK}">{escape(label)}: {c}</text>'
+        )
+        lx += 17 + 8 * (len(label) + len(str(c)) + 2) + 14
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def daily(chart_id: str, title: str, points: Sequence[tuple[date, int]]) -> Markup:
+    """Draw a count per day as columns, with the running total as a line."""
+    if not points or not any(v for _, v in points):
+        return _empty(chart_id, title, "No steps completed in this period.")
+    height, left, bottom, top_pad = 220, 44, 28, 14
+    plot_w, plot_h = WIDTH - left - 50, height - bottom - top_pad
+    peak = max(v for _, v in points) or 1
+    total = sum(v for _, v in points)
+    desc = (
+        f"{total} steps completed from {points[0][0]} to {points[-1][0]}; "
+        f"busiest day {max(points, key=lambda p: p[1])[0]} with {peak}."
+    )
+    parts = [_open(chart_id, title, desc, height)]
+    col = plot_w / len(points)
+    base = top_pad + plot_h
+    parts.append(
+        f'<line x1="{left}" y1="{base}" x2="{left + plot_w}" y2="{base}" stroke="{LINE}"/>'
+        f'<text x="{left - 6}" y="{top_pad + 4}" text-anchor="end" fill="{MUTED}">{peak}</text>'
+        f'<text x="{left - 6}" y="{base}" text-anchor="end" fill="{MUTED}">0</text>'
+    )
+    running, line = 0, []
+    for i, (day, value) in enumerate(points):
+        h = plot_h * value / peak
+        x = left + i * col
+        running += value
+        line.append(f"{x + col / 2:.1f},{base - plot_h * running / total:.1f}")
+        if value:
+            parts.append(
+                f'<rect x="{x + col * 0.1:.1f}" y="{base - h:.1f}" width="{col * 0.8:.1f}" '
+                f'height="{h:.1f}" fill="{COLOURS["bar"]}"><title>{day}: {value}</title></rect>'
+            )
+    parts.append(
+        f'<polyline points="{" ".join(line)}" fill="none" stroke="{COLOURS["done"]}" '
+        f'stroke-width="2"><title>Running total: {total}</title></polyline>'
+        f'<text x="{left}" y="{height - 8}" fill="{MUTED}">{points[0][0]}</text>'
+        f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" fill="{MUTED}">'
+        f"{points[-1][0]}</text>"
+        f'<text x="{left + plot_w + 6}" y="{top_pad + 4}" fill="{COLOURS["done"]}">{total}</text>'
+    )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def timeline(
+    chart_id: str,
+    title: str,
+    steps: Sequence[tuple[str, int, int]],
+    reminders: Sequence[int],
+    escalations: Sequence[tuple[int, str]],
+) -> Markup:
+    """Draw each step (label, send day, due after) on a working-day axis, with its chasers.
+
+    The bar runs from the day the step is sent to its due day; ticks mark the
+    reminders (R) and escalations (M manager, S skip level, A admin) after that.
+    """
+    if not steps:
+        return _empty(chart_id, title, "This journey has no steps.")
+    chase = max([*reminders, *(a for a, _ in escalations), 0])
+    span = max(day + due + chase for _, day, due in steps) or 1
+    left, right, axis_h = LABEL_W, 24, 30
+    plot_w = WIDTH - left - right
+    height = ROW_H * len(steps) + axis_h + 10
+
+    def x(day: float) -> float:
+        return round(left + plot_w * day / span, 1)
+
+    desc = "; ".join(
+        f"{label}: sent on working day {day}, due {due} working days later"
+        for label, day, due in steps
+    )
+    letters = {"manager": "M", "skip_level": "S", "admin": "A"}
+    parts = [_open(chart_id, title, desc, height)]
+    for i, (label, day, due) in enumerate(steps):
+        y = i * ROW_H + 6
+        parts.append(
+            f"<g><title>{escape(label)}: day {day}, due day {day + due}</title>"
+            f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
+            f"{escape(_short(label))}</text>"
+            f'<line x1="{left}" y1="{y + 9}" x2="{WIDTH - right}" y2="{y + 9}" stroke="#eef1f6"/>'
+            f'<rect x="{x(day)}" y="{y + 3}" width="{max(x(day + due) - x(day), 3)}" height="12" '
+            f'rx="3" fill="{COLOURS["bar"]}"/>'
+            f'<circle cx="{x(day)}" cy="{y + 9}" r="5" fill="{COLOURS["done"]}"/></g>'
+        )
+        for after in reminders:
+            parts.append(
+                f'<text x="{x(day + due + after)}" y="{y + 13}" text-anchor="middle" '
+                f'fill="{COLOURS["behind"]}" font-size="11">R<title>reminder {after} working '
+                f"days after due</title></text>"
+            )
+        for after, notify in escalations:
+            parts.append(
+                f'<text x="{x(day + due + after)}" y="{y + 13}" text-anchor="middle" '
+                f'fill="{COLOURS["overdue"]}" font-size="11" font-weight="700">'
+                f"{letters.get(notify, '!')}<title>{escape(notify.replace('_', ' '))} told "
+                f"{after} working days after due</title></text>"
+            )
+    base = ROW_H * len(steps) + 10
+    end = WIDTH - right
+    parts.append(f'<line x1="{left}" y1="{base}" x2="{end}" y2="{base}" stroke="{LINE}"/>')
+    step = 5 if span <= 60 else 10
+    for day in range(0, span + 1, step):
+        parts.append(
+            f'<text x="{x(day)}" y="{base + 16}" text-anchor="middle" fill="{MUTED}">{day}</text>'
+        )
+    parts.append(
+        f'<text x="{left - 8}" y="{base + 16}" text-anchor="end" fill="{MUTED}">working day</text>'
+    )
+    parts.append("</svg>")
+    return Markup("".join(parts))

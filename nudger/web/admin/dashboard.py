@@ -1,0 +1,135 @@
+"""The dashboard: every journey's standing, one journey's funnel, pace and stalls; exports."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request
+from sqlmodel import select
+
+from nudger import charts, dashboard
+from nudger.ledger import CLOCK_LATE
+from nudger.models import AuditLog, Journey, TickRun
+from nudger.reports import progress
+from nudger.web import db
+from nudger.web.admin import clock
+from nudger.web.admin.csv import csv_download
+
+bp = Blueprint("dashboard", __name__)
+
+AUDIT_PAGE = 100
+
+
+def _journey(slug: str | None, journeys: list[dashboard.JourneyStats]) -> Journey | None:
+    if slug:
+        return db().exec(select(Journey).where(Journey.slug == slug)).first() or abort(404)
+    busiest = max(journeys, key=lambda j: j.enrolled, default=None)
+    return db().get(Journey, busiest.id) if busiest else None
+
+
+@bp.get("/")
+def index():
+    now = clock()
+    session = db()
+    journeys = dashboard.overview(session, now)
+    journey = _journey(request.args.get("journey"), journeys)
+    detail = charts_for = None
+    if journey is not None:
+        known = next(j for j in journeys if j.id == journey.id)
+        detail = dashboard.journey_stats(session, journey, now, known)
+        days = dashboard.completions_by_day(session, journey.id, now)
+        charts_for = {
+            "status": charts.stacked(
+                "status", f"Where people are on {journey.title}", detail.status_rows()
+            ),
+            "funnel": charts.funnel(
+                "funnel",
+                f"Steps sent and done, {journey.title}",
+                [(f"{s.position + 1}. {s.title}", s.sent, s.done) for s in detail.steps],
+                detail.enrolled,
+            ),
+            "daily": charts.daily("daily", "Steps completed per day, last 60 days (UTC)", days),
+            "stalls": charts.hbars(
+                "stalls",
+                "Steps people are stuck on now (sent, past due, not done)",
+                [(f"{s.position + 1}. {s.title}", s.stuck, f"{s.stuck} stuck") for s in
+                 detail.stalls(10)],
+                colour="stall",
+            ),
+        }
+    last_tick = session.exec(select(TickRun).order_by(TickRun.id.desc()).limit(1)).first()
+    clock_late = last_tick is None or now - last_tick.started_at > CLOCK_LATE
+    return render_template(
+        "admin/dashboard.html",
+        journeys=journeys,
+        journey=journey,
+        detail=detail,
+        charts=charts_for,
+        last_tick=last_tick,
+        clock_late=clock_late,
+        now=now,
+    )
+
+
+@bp.get("/dashboard/journeys.csv")
+def journeys_csv():
+    rows = [
+        (j.slug, j.title, j.enrolled, j.on_track, j.behind_only, j.overdue,
+         j.statuses.get("paused", 0), j.statuses.get("completed", 0),
+         j.statuses.get("withdrawn", 0))
+        for j in dashboard.overview(db(), clock())
+    ]  # fmt: skip
+    header = ["journey", "title", "enrolled", "on_track", "behind", "overdue", "paused",
+              "completed", "withdrawn"]  # fmt: skip
+    return csv_download("nudger-journeys.csv", header, rows)
+
+
+@bp.get("/dashboard/<slug>/steps.csv")
+def steps_csv(slug: str):
+    journey = db().exec(select(Journey).where(Journey.slug == slug)).first() or abort(404)
+    stats = dashboard.journey_stats(db(), journey, clock())
+    rows = [
+        (slug, s.position + 1, s.key, s.title, s.sent, s.done, s.stuck,
+         "" if s.median_days is None else s.median_days)
+        for s in stats.steps
+    ]  # fmt: skip
+    header = ["journey", "position", "step", "title", "sent", "done", "stuck_now",
+              "median_days_to_done"]  # fmt: skip
+    return csv_download(f"nudger-{slug}-steps.csv", header, rows)
+
+
+@bp.get("/dashboard/<slug>/completions.csv")
+def completions_csv(slug: str):
+    journey = db().exec(select(Journey).where(Journey.slug == slug)).first() or abort(404)
+    days = dashboard.completions_by_day(db(), journey.id, clock(), days=365)
+    return csv_download(f"nudger-{slug}-completions.csv", ["date", "steps_done"], days)
+
+
+@bp.get("/reports/progress.csv")
+def progress_csv():
+    slug = request.args.get("journey") or None
+    now = clock()
+
+    def rows(session):
+        for row in progress(session, now, slug):
+            for s in row["steps"]:
+                yield (row["email"], row["journey"], row["status"], row["start_date"], s["key"],
+                       s["status"], s["sent_at"] or "", s["done_at"] or "")  # fmt: skip
+
+    header = ["email", "journey", "enrolment_status", "start_date", "step", "status", "sent_at",
+              "done_at"]  # fmt: skip
+    return csv_download(f"nudger-progress{'-' + slug if slug else ''}.csv", header, rows)
+
+
+@bp.get("/audit")
+def audit():
+    before = request.args.get("before", type=int)
+    query = select(AuditLog)
+    if request.args.get("actor"):
+        query = query.where(AuditLog.actor == request.args["actor"].strip().lower())
+    if before:
+        query = query.where(AuditLog.id < before)
+    rows = list(db().exec(query.order_by(AuditLog.id.desc()).limit(AUDIT_PAGE + 1)))
+    next_before = rows[AUDIT_PAGE - 1].id if len(rows) > AUDIT_PAGE else None
+    return render_template(
+        "admin/audit.html", rows=rows[:AUDIT_PAGE], before=before, next_before=next_before,
+        actor=request.args.get("actor", ""),
+    )

@@ -1,0 +1,113 @@
+"""Enrolments: search and filter, pause, resume, withdraw, move the start; a person's history."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlmodel import select
+
+from nudger import enrolments as domain
+from nudger import ledger, lookup
+from nudger.models import Enrolment, Journey, Person
+from nudger.web import db, settings
+from nudger.web.admin import actor, clock, safe_next
+from nudger.web.admin.csv import csv_download
+
+bp = Blueprint("enrolments", __name__)
+
+ACTIONS = {
+    "pause": ("paused", "was not active"),
+    "resume": ("resumed", "was not paused"),
+    "withdraw": ("withdrawn", "was already withdrawn"),
+}
+
+
+@bp.get("/enrolments")
+def index():
+    now = clock()
+    f = lookup.EnrolmentFilter.from_args(request.args)
+    before = request.args.get("before", type=int)
+    rows, next_before = lookup.search(db(), f, now, before)
+    journeys = db().exec(select(Journey.slug, Journey.title).order_by(Journey.title)).all()
+    return render_template(
+        "admin/enrolments.html",
+        f=f,
+        rows=rows,
+        total=lookup.count(db(), f, now),
+        before=before,
+        next_before=next_before,
+        journeys=journeys,
+        statuses=("active", "paused", "completed", "withdrawn"),
+    )
+
+
+@bp.get("/enrolments.csv")
+def export():
+    now = clock()
+    f = lookup.EnrolmentFilter.from_args(request.args)
+    def rows(session):
+        for r in lookup.iter_all(session, f, now):
+            yield (r.email, r.name, r.journey_slug, r.status, r.start_date, r.manager_email,
+                   r.done, r.total, r.late, "yes" if r.escalated else "")  # fmt: skip
+
+    header = ["email", "name", "journey", "status", "start_date", "manager_email", "steps_done",
+              "steps_total", "steps_past_due", "escalated"]  # fmt: skip
+    return csv_download("nudger-enrolments.csv", header, rows)
+
+
+def _back(enrolment: Enrolment) -> str:
+    default = url_for("admin.enrolments.person", person_id=enrolment.person_id)
+    return safe_next(request.form.get("next"), default)
+
+
+@bp.post("/enrolments/<int:enrolment_id>/<any(pause, resume, withdraw):action>")
+def change(enrolment_id: int, action: str):
+    session = db()
+    enrolment = session.get(Enrolment, enrolment_id) or abort(404)
+    person = session.get(Person, enrolment.person_id)
+    journey = session.get(Journey, enrolment.journey_id)
+    change_fn = getattr(domain, action)
+    changed = change_fn(
+        session, enrolment, clock(), actor(), default_country=settings().default_country
+    )
+    session.commit()
+    done, not_done = ACTIONS[action]
+    if changed:
+        flash(f"{person.email} on {journey.title}: {done}.")
+    else:
+        flash(f"Nothing changed: {person.email} on {journey.title} {not_done}.")
+    return redirect(_back(enrolment))
+
+
+@bp.post("/enrolments/<int:enrolment_id>/move")
+def move(enrolment_id: int):
+    session = db()
+    enrolment = session.get(Enrolment, enrolment_id) or abort(404)
+    person = session.get(Person, enrolment.person_id)
+    text = request.form.get("start_date", "").strip()
+    try:
+        new_date = date.fromisoformat(text)
+    except ValueError:
+        flash(f"Not moved: {text!r} is not a date (YYYY-MM-DD).")
+        return redirect(_back(enrolment))
+    try:
+        moved = domain.move_start(session, enrolment, new_date, clock(), actor())
+    except domain.StartNotMoved as exc:
+        session.rollback()
+        flash(f"Not moved: {exc}.")
+        return redirect(_back(enrolment))
+    session.commit()
+    if moved:
+        flash(f"{person.email} now starts on {new_date.isoformat()}; steps not yet sent follow.")
+    else:
+        flash(f"{person.email} already starts on {new_date.isoformat()}.")
+    return redirect(_back(enrolment))
+
+
+@bp.get("/people/<int:person_id>")
+def person(person_id: int):
+    history = lookup.person_history(db(), person_id, clock()) or abort(404)
+    now = clock()
+    mail = [(m, ledger.display_state(m, now)) for m in history.mail]
+    return render_template("admin/person.html", h=history, mail=mail, labels=ledger.LABELS)
