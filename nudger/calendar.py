@@ -39,20 +39,31 @@ def _known_zones() -> frozenset[str]:
 
 
 def is_valid_country(code: str) -> bool:
-    """Say whether `code` is a country the holidays package knows."""
-    return code.upper() in _supported_countries()
+    """Say whether `code` is a country (GB) or subdivision (GB-ENG, US-CA) with known holidays."""
+    country, _, subdiv = code.upper().partition("-")
+    subdivisions = _supported_countries().get(country)
+    if subdivisions is None:
+        return False
+    return not subdiv or subdiv in subdivisions
 
 
 @lru_cache(maxsize=1)
-def _supported_countries() -> frozenset[str]:
-    return frozenset(holidays_lib.list_supported_countries())
+def _supported_countries() -> dict[str, frozenset[str]]:
+    return {
+        country: frozenset(s.upper() for s in subdivs)
+        for country, subdivs in holidays_lib.list_supported_countries().items()
+    }
 
 
 @lru_cache(maxsize=4096)
 def _holiday_dates(country: str, year: int) -> frozenset[date]:
     if not country:
         return frozenset()
-    return frozenset(holidays_lib.country_holidays(country, years=year).keys())
+    # "GB" alone has only the UK-wide days; "GB-ENG" adds England's Easter
+    # Monday and August bank holiday, as "US-CA" adds California's.
+    code, _, subdiv = country.partition("-")
+    found = holidays_lib.country_holidays(code, subdiv=subdiv or None, years=year)
+    return frozenset(found.keys())
 
 
 @dataclass(frozen=True)
@@ -78,10 +89,7 @@ class WorkCalendar:
 
     def add_working_days(self, d: date, n: int) -> date:
         """Return working day number `n` counting from `d` (day 0 is `d` or the next one)."""
-        d = self.next_working_day(d)
-        for _ in range(n):
-            d = self.next_working_day(d + timedelta(days=1))
-        return d
+        return _add_working_days(self, d, n)
 
     def working_days_between(self, start: date, end: date) -> int:
         """Count working days in (start, end]; 0 when end is not after start."""
@@ -92,6 +100,32 @@ class WorkCalendar:
         return count
 
 
+@lru_cache(maxsize=65536)
+def _add_working_days(cal: WorkCalendar, d: date, n: int) -> date:
+    # Cached: every tick asks the same questions about the same cohorts' start dates.
+    d = cal.next_working_day(d)
+    for _ in range(n):
+        d = cal.next_working_day(d + timedelta(days=1))
+    return d
+
+
+def slots_between(cal: WorkCalendar, tz: str, t: time, after: datetime, until: datetime) -> int:
+    """Count working days whose wall-clock `t` in `tz` falls in (after, until].
+
+    This is how long a pause lasted, or how overdue a step is, in working days:
+    each day counts once whatever daylight saving does to its length.
+    """
+    if until <= after:
+        return 0
+    count, d, last = 0, local_date(after, tz), local_date(until, tz)
+    while d <= last:
+        if cal.is_working_day(d) and after < local_instant(d, t, tz) <= until:
+            count += 1
+        d += timedelta(days=1)
+    return count
+
+
+@lru_cache(maxsize=65536)
 def local_instant(d: date, t: time, tz: str) -> datetime:
     """Return the UTC instant of wall-clock `t` on `d` in `tz`.
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from nudger.calendar import WorkCalendar, local_date, local_instant, parse_hhmm, weekday_numbers
+from nudger.calendar import (
+    WorkCalendar,
+    local_date,
+    local_instant,
+    parse_hhmm,
+    slots_between,
+    weekday_numbers,
+)
 from nudger.models import Journey, Person, Step
 
 
@@ -77,10 +84,12 @@ class JourneyPlan:
 
     def calendar(self, person: Person, default_country: str = "") -> WorkCalendar:
         """Return the working-day calendar of this journey for this person."""
+        return self.country_calendar(person.country or default_country)
+
+    def country_calendar(self, country: str) -> WorkCalendar:
+        """Return the working-day calendar of this journey in a country's holidays."""
         return WorkCalendar(
-            weekdays=self.weekdays,
-            country=(person.country or default_country).upper(),
-            skip_holidays=self.skip_holidays,
+            weekdays=self.weekdays, country=country.upper(), skip_holidays=self.skip_holidays
         )
 
     def send_date(self, cal: WorkCalendar, start: date, shift: int, step: PlanStep) -> date:
@@ -102,6 +111,28 @@ class JourneyPlan:
         """Return the instant a step due at `due_at` is `days` working days overdue."""
         due_day = local_date(due_at, tz)
         return local_instant(cal.add_working_days(due_day, days), self.send_time, tz)
+
+    def overdue_days(self, cal: WorkCalendar, tz: str, due_at: datetime, now: datetime) -> int:
+        """Return how many working days a step due at `due_at` is overdue at `now`."""
+        return slots_between(cal, tz, self.send_time, due_at, now)
+
+    def paused_days(
+        self,
+        cal: WorkCalendar,
+        tz: str,
+        start: date,
+        shift: int,
+        paused_at: datetime,
+        now: datetime,
+    ) -> int:
+        """Return the journey's working days whose send time passed while paused: its length.
+
+        Days before the journey's first day do not count: pausing someone who
+        has not started yet delays their start by the days they would have had.
+        """
+        first = local_instant(cal.add_working_days(start, shift), self.send_time, tz)
+        since = max(paused_at, first - timedelta(microseconds=1))
+        return slots_between(cal, tz, self.send_time, since, now)
 
     def invite_start(
         self, cal: WorkCalendar, tz: str, start: date, shift: int, step: PlanStep

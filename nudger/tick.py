@@ -13,12 +13,14 @@ import time as timer
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from nudger import digests, followups
+from nudger.bulk import insert_ignoring
 from nudger.config import Settings
-from nudger.db import upsert_ignore
 from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox, Person, Step, TickRun
 from nudger.schedule import JourneyPlan
 
@@ -28,6 +30,25 @@ CHUNK = 500
 # A pending row whose job has not run within this time is enqueued again:
 # its job was lost (Redis flushed or restarted) or the enqueue itself failed.
 REENQUEUE_AFTER = timedelta(minutes=2)
+
+
+class ClosedStep(NamedTuple):
+    """A done or cancelled step of an enrolment: read-only, the tick never changes one."""
+
+    id: int
+    enrolment_id: int
+    step_id: int
+    status: str
+
+
+@dataclass
+class DueSteps:
+    """The steps one enrolment gets in one email, before they are written."""
+
+    enrolment_id: int
+    person_id: int
+    email: str
+    rows: list[dict]
 
 
 @dataclass
@@ -40,6 +61,8 @@ class TickContext:
     plans: dict[int, JourneyPlan] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
     new_outbox_ids: list[int] = field(default_factory=list)
+    # Steps decided in this chunk, written together by `write_sent_steps`.
+    due_steps: list[DueSteps] = field(default_factory=list)
 
     def plan(self, journey_id: int) -> JourneyPlan:
         plan = self.plans.get(journey_id)
@@ -60,24 +83,38 @@ class TickContext:
         enrolment_id: int | None = None,
     ) -> int | None:
         """Write one message row unless its key exists; return its id if written."""
-        stmt = upsert_ignore(self.session, Outbox.__table__, ["dedupe_key"]).values(
-            dedupe_key=dedupe_key,
-            kind=kind,
-            to_email=to_email,
-            person_id=person_id,
-            enrolment_id=enrolment_id,
-            payload=payload,
-            state="pending",
-            attempts=0,
-            next_attempt_at=self.now,
-            enqueued_at=self.now,
-            created_at=self.now,
-        )
-        new_id = self.session.execute(stmt.returning(Outbox.__table__.c.id)).scalar()
-        if new_id is not None:
+        message = {
+            "kind": kind,
+            "dedupe_key": dedupe_key,
+            "to_email": to_email,
+            "payload": payload,
+            "person_id": person_id,
+            "enrolment_id": enrolment_id,
+        }
+        ids = self.add_outboxes([message])
+        return ids[0] if ids else None
+
+    def add_outboxes(self, messages: list[dict]) -> list[int]:
+        """Write many message rows in one statement per batch; return the ids written.
+
+        Each dict has the keyword arguments of `add_outbox`.
+        """
+        fixed = {
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": self.now,
+            "enqueued_at": self.now,
+            "created_at": self.now,
+        }
+        rows = [{"person_id": None, "enrolment_id": None, **m, **fixed} for m in messages]
+        ids = []
+        for new_id, kind in insert_ignoring(
+            self.session, Outbox.__table__, rows, ("dedupe_key",), ("id", "kind")
+        ):
             self.counts[kind] += 1
-            self.new_outbox_ids.append(new_id)
-        return new_id
+            ids.append(new_id)
+        self.new_outbox_ids.extend(ids)
+        return ids
 
 
 def tick(
@@ -86,23 +123,23 @@ def tick(
     """Do all the work due at `now`; return counts per kind of message."""
     started = timer.perf_counter()
     ctx = TickContext(session=session, settings=settings, now=now)
-    last_id = 0
-    while True:
-        # Keyset pagination by id keeps each chunk's query on the due index.
+    # One range scan of the due index; ids in order so that two ticks at once
+    # lock rows in the same order and one waits for the other, never deadlocks.
+    due_ids = sorted(session.exec(select(Enrolment.id).where(Enrolment.next_action_at <= now)))
+    for start in range(0, len(due_ids), CHUNK):
+        chunk = due_ids[start : start + CHUNK]
         enrolments = list(
             session.exec(
                 select(Enrolment)
-                .where(Enrolment.next_action_at <= now, Enrolment.id > last_id)
+                # Checked again: a tick beside this one may have done them already.
+                .where(Enrolment.id.in_(chunk), Enrolment.next_action_at <= now)
                 .order_by(Enrolment.id)
-                .limit(CHUNK)
             )
         )
-        if not enrolments:
-            break
-        last_id = enrolments[-1].id
         process_enrolments(ctx, enrolments)
         session.commit()
-    ctx.counts["requeued"] = requeue_stale(session, now)
+    digests.queue_digests(ctx)
+    ctx.counts["requeued"] = requeue_stale(session, now, settings.max_attempts)
     session.commit()
     ids = ctx.new_outbox_ids + stale_pending(session, now)
     if enqueue and ids:
@@ -120,92 +157,156 @@ def tick(
 
 
 def process_enrolments(ctx: TickContext, enrolments: list[Enrolment]) -> None:
-    """Send due steps of these enrolments and set when each needs looking at next."""
+    """Send due steps of these enrolments and set when each needs looking at next.
+
+    Each enrolment's rows are EnrolmentStep objects for open (sent) steps and
+    ClosedStep tuples for done or cancelled ones.
+    """
     session = ctx.session
     person_ids = {e.person_id for e in enrolments}
     people = {
         p.id: p for p in session.exec(select(Person).where(Person.id.in_(person_ids)))
     }
-    sent: dict[int, list[EnrolmentStep]] = defaultdict(list)
-    rows = session.exec(
-        select(EnrolmentStep).where(EnrolmentStep.enrolment_id.in_([e.id for e in enrolments]))
-    )
-    for row in rows:
+    sent: dict[int, list[EnrolmentStep | ClosedStep]] = defaultdict(list)
+    ids = [e.id for e in enrolments]
+    # Open steps are loaded as objects (reminders change them); done and cancelled
+    # ones, most rows of a long journey, only say which steps exist: plain tuples.
+    for row in session.exec(
+        select(EnrolmentStep).where(
+            EnrolmentStep.enrolment_id.in_(ids), EnrolmentStep.status == "sent"
+        )
+    ):
         sent[row.enrolment_id].append(row)
-    for enrolment in enrolments:
-        if enrolment.status != "active":
-            enrolment.next_action_at = None
-            continue
-        person = people[enrolment.person_id]
-        enrolment.next_action_at = send_due_steps(ctx, enrolment, person, sent[enrolment.id])
-        ctx.counts["enrolments"] += 1
+    closed = select(
+        EnrolmentStep.id, EnrolmentStep.enrolment_id, EnrolmentStep.step_id, EnrolmentStep.status
+    ).where(EnrolmentStep.enrolment_id.in_(ids), EnrolmentStep.status != "sent")
+    for row in session.exec(closed):
+        sent[row.enrolment_id].append(ClosedStep(*row))
+    # Nothing below reads back what the loop changes, so the changes are flushed
+    # once, in batches, at the commit: not one UPDATE per statement executed.
+    with session.no_autoflush:
+        for enrolment in enrolments:
+            if enrolment.status != "active":
+                enrolment.next_action_at = None
+                continue
+            person = people[enrolment.person_id]
+            next_send = send_due_steps(ctx, enrolment, person, sent[enrolment.id])
+            next_check = followups.chase(ctx, enrolment, person, sent[enrolment.id])
+            enrolment.next_action_at = followups.sooner(next_send, next_check)
+            ctx.counts["enrolments"] += 1
+        write_sent_steps(ctx)
+        followups.flush(ctx)
 
 
 def send_due_steps(
-    ctx: TickContext, enrolment: Enrolment, person: Person, already: list[EnrolmentStep]
+    ctx: TickContext,
+    enrolment: Enrolment,
+    person: Person,
+    already: list[EnrolmentStep | ClosedStep],
 ) -> datetime | None:
-    """Write one email for every step now due; return when the next step is due."""
+    """Decide one email for every step now due; return when the next step is due.
+
+    A step with a row (sent, done, or closed by a journey edit) is never sent
+    again; every other live step whose send time has come goes into the email,
+    so a learner catching up after downtime gets one email, never a flood.
+    """
     plan = ctx.plan(enrolment.journey_id)
     cal = plan.calendar(person, ctx.settings.default_country)
     tz = person.timezone
-    sent_ids = {row.step_id for row in already}
-    due, next_at = [], None
+    have = {row.step_id for row in already}
+    rows, next_at = [], None
     for step in plan.steps:
-        if step.id in sent_ids:
+        if step.id in have:
             continue
         at = plan.send_at(cal, tz, enrolment.start_date, enrolment.shift_days, step)
-        if at <= ctx.now:
-            due.append(step)
-        else:
+        if at > ctx.now:
             next_at = at
             break
-    if due:
-        values = [
+        invite = (
+            plan.invite_start(cal, tz, enrolment.start_date, enrolment.shift_days, step)
+            if step.minutes
+            else None
+        )
+        rows.append(
             {
                 "enrolment_id": enrolment.id,
                 "step_id": step.id,
                 "status": "sent",
                 "sent_at": ctx.now,
                 "due_at": plan.due_at(cal, tz, ctx.now, step),
-                "invite_start": plan.invite_start(
-                    cal, tz, enrolment.start_date, enrolment.shift_days, step
-                )
-                if step.minutes
-                else None,
+                "invite_start": invite,
                 "invite_sequence": 0,
                 "reminders_sent": 0,
                 "escalation_level": 0,
                 "note_shared": True,
                 "awaiting_confirmation": False,
             }
-            for step in due
-        ]
-        stmt = upsert_ignore(ctx.session, EnrolmentStep.__table__, ["enrolment_id", "step_id"])
-        # Only the rows this tick inserted go into the email: a concurrent tick
-        # that got there first keeps them, and this one sends nothing.
-        inserted = list(
-            ctx.session.execute(
-                stmt.returning(EnrolmentStep.__table__.c.id, EnrolmentStep.__table__.c.step_id),
-                values,
-            )
         )
-        if inserted:
-            order = {s.id: s.position for s in due}
-            inserted.sort(key=lambda r: order[r.step_id])
-            ctx.add_outbox(
-                kind="step",
-                dedupe_key=f"step:{enrolment.id}:{inserted[0].step_id}",
-                to_email=person.email,
-                person_id=person.id,
-                enrolment_id=enrolment.id,
-                payload={"enrolment_step_ids": [r.id for r in inserted]},
-            )
-            ctx.counts["steps"] += len(inserted)
+    if rows:
+        ctx.due_steps.append(DueSteps(enrolment.id, person.id, person.email, rows))
     return next_at
 
 
-def requeue_stale(session: Session, now: datetime) -> int:
-    """Return rows whose sending lease ran out (a worker died) to pending."""
+def write_sent_steps(ctx: TickContext) -> None:
+    """Write the steps decided for this chunk and one outbox row per enrolment, in bulk."""
+    if not ctx.due_steps:
+        return
+    values = [row for due in ctx.due_steps for row in due.rows]
+    inserted: dict[int, dict[int, int]] = defaultdict(dict)
+    # Only rows this tick inserted go into an email: a tick beside this one
+    # that got there first keeps them, and this one sends nothing for them.
+    for es_id, enrolment_id, step_id in insert_ignoring(
+        ctx.session,
+        EnrolmentStep.__table__,
+        values,
+        ("enrolment_id", "step_id"),
+        ("id", "enrolment_id", "step_id"),
+    ):
+        inserted[enrolment_id][step_id] = es_id
+    messages = []
+    for due in ctx.due_steps:
+        mine = inserted.get(due.enrolment_id)
+        if not mine:
+            continue
+        # Rows were decided in journey order; keep that order in the email.
+        ids = [mine[row["step_id"]] for row in due.rows if row["step_id"] in mine]
+        first_step = next(row["step_id"] for row in due.rows if row["step_id"] in mine)
+        messages.append(
+            {
+                "dedupe_key": f"step:{due.enrolment_id}:{first_step}",
+                "kind": "step",
+                "to_email": due.email,
+                "person_id": due.person_id,
+                "enrolment_id": due.enrolment_id,
+                "payload": {"enrolment_step_ids": ids},
+            }
+        )
+        ctx.counts["steps"] += len(ids)
+    ctx.due_steps.clear()
+    ctx.add_outboxes(messages)
+
+
+def requeue_stale(session: Session, now: datetime, max_attempts: int | None = None) -> int:
+    """Return rows whose sending lease ran out (a worker died) to pending.
+
+    A row claimed `max_attempts` times fails instead: a message whose worker
+    dies on every attempt may be what kills it, and nothing retries forever.
+    """
+    if max_attempts is not None:
+        session.execute(
+            update(Outbox)
+            .where(
+                Outbox.state == "sending",
+                Outbox.lease_until < now,
+                Outbox.attempts >= max_attempts,
+            )
+            .values(
+                state="failed",
+                lease_until=None,
+                last_error=f"gave up after {max_attempts} attempts: "
+                "the worker stopped while sending it",
+            )
+        )
     result = session.execute(
         update(Outbox)
         .where(Outbox.state == "sending", Outbox.lease_until < now)
