@@ -112,7 +112,7 @@ def baseline(engine, path: Path) -> None:
         conn.execute(insert(enrolment), [
             dict(person_id=ids[email], journey_id=1, status="active", shift_days=0,
                  start_date=date.fromisoformat(start) if start else date(2027, 3, 2),
-                 next_position=0, reminders_muted=False, next_action_at=NOW,
+                 reminders_muted=False, next_action_at=NOW,
                  created_at=NOW, updated_at=NOW)
             for email, start in pairs
         ])  # fmt: skip

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from nudger.db import UTCDateTime, utcnow
@@ -89,6 +89,8 @@ class Enrolment(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("person_id", "journey_id"),
         Index("ix_enrolment_due", "next_action_at"),
+        # Status counts per journey for the admin dashboard, from the index alone.
+        Index("ix_enrolment_journey_status", "journey_id", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -108,13 +110,28 @@ class Enrolment(SQLModel, table=True):
 class EnrolmentStep(SQLModel, table=True):
     """A step sent to a learner, and what became of it."""
 
-    __table_args__ = (UniqueConstraint("enrolment_id", "step_id"),)
+    __table_args__ = (
+        UniqueConstraint("enrolment_id", "step_id"),
+        # The admin console's aggregates (funnel, stalls, completions per day): index-only.
+        Index("ix_enrolmentstep_step_status", "step_id", "status", "done_at", "due_at", "sent_at"),
+        # Open steps only (sent, not done): "who is behind" costs what is open, not all history.
+        # `status` is listed too so that SQLite reads the index alone.
+        Index(
+            "ix_enrolmentstep_open",
+            "enrolment_id",
+            "due_at",
+            "escalation_level",
+            "status",
+            sqlite_where=text("status = 'sent'"),
+            postgresql_where=text("status = 'sent'"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     enrolment_id: int = Field(foreign_key="enrolment.id", index=True)
     step_id: int = Field(foreign_key="step.id", index=True)
     status: str = Field(default="sent", max_length=12)  # sent|done|cancelled
-    sent_at: datetime = _ts()
+    sent_at: datetime | None = _ts(default=None)  # None: closed unsent (skipped by a journey edit)
     due_at: datetime | None = _ts(default=None)
     done_at: datetime | None = _ts(default=None)
     note: str | None = Field(default=None, sa_column=Column(Text))
@@ -156,14 +173,17 @@ class EscalationEvent(SQLModel, table=True):
     """A step crossed an escalation threshold: who must hear about it."""
 
     __table_args__ = (
-        UniqueConstraint("enrolment_step_id", "level"),
+        # With no journey owner, `admin` goes to every admin user: one row each.
+        UniqueConstraint("enrolment_step_id", "level", "recipient_email"),
         Index("ix_escalation_open", "recipient_email", "resolved_at"),
+        # The tick's digest query: open events no digest has carried yet.
+        Index("ix_escalation_undigested", "digest_outbox_id", "resolved_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     enrolment_step_id: int = Field(foreign_key="enrolmentstep.id", index=True)
     enrolment_id: int = Field(foreign_key="enrolment.id", index=True)
-    level: str = Field(max_length=12)  # manager|skip_level|admin
+    level: str = Field(max_length=12)  # manager|skip_level|admin|confirm
     recipient_email: str = Field(max_length=320)
     created_at: datetime = _ts(default_factory=utcnow)
     resolved_at: datetime | None = _ts(default=None)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 01:31:10.220707
+Create Date: 2026-11-29
 """
 
 from collections.abc import Sequence
@@ -145,6 +145,7 @@ def upgrade() -> None:
     with op.batch_alter_table('enrolment', schema=None) as batch_op:
         batch_op.create_index('ix_enrolment_due', ['next_action_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_enrolment_journey_id'), ['journey_id'], unique=False)
+        batch_op.create_index('ix_enrolment_journey_status', ['journey_id', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_enrolment_person_id'), ['person_id'], unique=False)
 
     op.create_table('step',
@@ -174,7 +175,7 @@ def upgrade() -> None:
     sa.Column('enrolment_id', sa.Integer(), nullable=False),
     sa.Column('step_id', sa.Integer(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),
-    sa.Column('sent_at', nudger.db.UTCDateTime(), nullable=False),
+    sa.Column('sent_at', nudger.db.UTCDateTime(), nullable=True),
     sa.Column('due_at', nudger.db.UTCDateTime(), nullable=True),
     sa.Column('done_at', nudger.db.UTCDateTime(), nullable=True),
     sa.Column('note', sa.Text(), nullable=True),
@@ -194,7 +195,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('enrolmentstep', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_enrolmentstep_enrolment_id'), ['enrolment_id'], unique=False)
+        batch_op.create_index('ix_enrolmentstep_open', ['enrolment_id', 'due_at', 'escalation_level', 'status'], unique=False, sqlite_where=sa.text("status = 'sent'"), postgresql_where=sa.text("status = 'sent'"))
         batch_op.create_index(batch_op.f('ix_enrolmentstep_step_id'), ['step_id'], unique=False)
+        batch_op.create_index('ix_enrolmentstep_step_status', ['step_id', 'status', 'done_at', 'due_at', 'sent_at'], unique=False)
 
     op.create_table('outbox',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -238,10 +241,11 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['enrolment_id'], ['enrolment.id'], ),
     sa.ForeignKeyConstraint(['enrolment_step_id'], ['enrolmentstep.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('enrolment_step_id', 'level')
+    sa.UniqueConstraint('enrolment_step_id', 'level', 'recipient_email')
     )
     with op.batch_alter_table('escalationevent', schema=None) as batch_op:
         batch_op.create_index('ix_escalation_open', ['recipient_email', 'resolved_at'], unique=False)
+        batch_op.create_index('ix_escalation_undigested', ['digest_outbox_id', 'resolved_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_escalationevent_enrolment_id'), ['enrolment_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_escalationevent_enrolment_step_id'), ['enrolment_step_id'], unique=False)
 
@@ -253,6 +257,7 @@ def downgrade() -> None:
     with op.batch_alter_table('escalationevent', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_escalationevent_enrolment_step_id'))
         batch_op.drop_index(batch_op.f('ix_escalationevent_enrolment_id'))
+        batch_op.drop_index('ix_escalation_undigested')
         batch_op.drop_index('ix_escalation_open')
 
     op.drop_table('escalationevent')
@@ -264,7 +269,9 @@ def downgrade() -> None:
 
     op.drop_table('outbox')
     with op.batch_alter_table('enrolmentstep', schema=None) as batch_op:
+        batch_op.drop_index('ix_enrolmentstep_step_status')
         batch_op.drop_index(batch_op.f('ix_enrolmentstep_step_id'))
+        batch_op.drop_index('ix_enrolmentstep_open', sqlite_where=sa.text("status = 'sent'"), postgresql_where=sa.text("status = 'sent'"))
         batch_op.drop_index(batch_op.f('ix_enrolmentstep_enrolment_id'))
 
     op.drop_table('enrolmentstep')
@@ -274,6 +281,7 @@ def downgrade() -> None:
     op.drop_table('step')
     with op.batch_alter_table('enrolment', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_enrolment_person_id'))
+        batch_op.drop_index('ix_enrolment_journey_status')
         batch_op.drop_index(batch_op.f('ix_enrolment_journey_id'))
         batch_op.drop_index('ix_enrolment_due')
 

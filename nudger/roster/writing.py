@@ -221,7 +221,7 @@ def _update_people(conn: Connection, plan: _Plan, ids: dict[str, int], now: date
 
 def _insert_enrolments(conn, plan: _Plan, ids: dict[str, int], batch_id: int, now) -> None:
     # next_action_at = now: the next tick picks the enrolment up and works out its real times.
-    same = dict(status="active", shift_days=0, next_position=0, next_action_at=now,
+    same = dict(status="active", shift_days=0, next_action_at=now,
                 paused_at=None, reminders_muted=False, import_batch_id=batch_id,
                 created_at=now, updated_at=now)  # fmt: skip
     rows = (
