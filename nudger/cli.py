@@ -163,19 +163,22 @@ def journeys_check(ctx: Context, paths: tuple[str, ...], as_json: bool) -> None:
 @journeys.command("sync")
 @click.argument("directory", required=False, type=click.Path())
 @click.option("--dry-run", is_flag=True, help="Show what would change, write nothing.")
+@click.option("--now", "now_text", help="Decide as if it were this time (ISO 8601).")
 @json_option
 @pass_ctx
-def journeys_sync(ctx: Context, directory: str | None, dry_run: bool, as_json: bool) -> None:
+def journeys_sync(
+    ctx: Context, directory: str | None, dry_run: bool, now_text: str | None, as_json: bool
+) -> None:
     """Validate journey files and load them into the database."""
     from nudger.sync import apply_sync, plan_sync
 
     specs = _load_specs((directory,) if directory else (), ctx.settings.journeys_dir)
-    now = utcnow()
+    now, country = parse_now(now_text), ctx.settings.default_country
     with ctx.session() as session:
         if dry_run:
-            changes = [plan_sync(session, s) for s in specs]
+            changes = [plan_sync(session, s, now, default_country=country) for s in specs]
         else:
-            changes = [apply_sync(session, s, now) for s in specs]
+            changes = [apply_sync(session, s, now, default_country=country) for s in specs]
             session.commit()
     lines = [c.describe() for c in changes]
     if dry_run:
@@ -250,12 +253,15 @@ def tick(ctx: Context, now_text: str | None, no_enqueue: bool, as_json: bool) ->
 @pass_ctx
 def worker(ctx: Context, burst: bool) -> None:
     """Run an RQ worker on Nudger's queues."""
-    from rq import Worker
-
     from nudger.queue import QUEUES, queue, redis_connection
+    from workers.jobs import warm_up
+    from workers.worker import NudgerWorker
 
+    # Templates compiled once, here: send jobs run in this process, and every
+    # other job's forked work horse inherits them.
+    warm_up()
     conn = redis_connection(ctx.settings)
-    w = Worker([queue(ctx.settings, q) for q in QUEUES], connection=conn)
+    w = NudgerWorker([queue(ctx.settings, q) for q in QUEUES], connection=conn)
     w.work(burst=burst, logging_level="INFO" if not burst else "WARNING")
 
 
@@ -320,7 +326,9 @@ def _change_enrolment(
         except enrolments.EnrolmentNotFound:
             where = f" on {journey_slug}" if journey_slug else ""
             raise Rejected(f"no enrolment for {email}{where}") from None
-        changed = getattr(enrolments, action)(session, enrolment, utcnow())
+        changed = getattr(enrolments, action)(
+            session, enrolment, utcnow(), default_country=ctx.settings.default_country
+        )
         session.commit()
         status = enrolment.status
     emit(

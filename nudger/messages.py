@@ -34,7 +34,10 @@ def journey_ctx(journey: Journey) -> dict:
 
 
 def live_step_count(session: Session, journey_id: int) -> int:
-    """Return how many steps a journey has now."""
+    """Return how many steps a journey has now (counted once per send batch)."""
+    known = session.info.get("nudger.live_steps", {})
+    if journey_id in known:
+        return known[journey_id]
     query = select(func.count()).where(Step.journey_id == journey_id, Step.removed.is_(False))
     return session.exec(query).one()
 
@@ -60,15 +63,15 @@ def compose_step(
     session: Session, settings: Settings, row: Outbox, now: datetime
 ) -> EmailMessage | None:
     """Build the email carrying one or more steps, with their invites."""
-    ids = row.payload["enrolment_step_ids"]
-    sent = session.exec(select(EnrolmentStep).where(EnrolmentStep.id.in_(ids))).all()
-    sent = [es for es in sent if es.status != "cancelled"]
+    # session.get: a send batch has preloaded these (nudger.outbox.preload).
+    sent = [session.get(EnrolmentStep, i) for i in row.payload["enrolment_step_ids"]]
+    sent = [es for es in sent if es is not None and es.status != "cancelled"]
     if not sent:
         return None
     enrolment = session.get(Enrolment, row.enrolment_id)
     person = session.get(Person, enrolment.person_id)
     journey = session.get(Journey, enrolment.journey_id)
-    steps = {s.id: s for s in session.exec(select(Step).where(Step.id.in_([es.step_id for es in sent])))}
+    steps = {es.step_id: session.get(Step, es.step_id) for es in sent}
     sent.sort(key=lambda es: steps[es.step_id].position)
     total = live_step_count(session, journey.id)
     ctx = {
@@ -118,6 +121,14 @@ Composer = Callable[[Session, Settings, Outbox, datetime], EmailMessage | None]
 COMPOSERS: dict[str, Composer] = {"step": compose_step}
 
 
-def compose(session: Session, settings: Settings, row: Outbox, now: datetime) -> EmailMessage | None:
+def compose(
+    session: Session, settings: Settings, row: Outbox, now: datetime
+) -> EmailMessage | None:
     """Build the email for an outbox row, or None when nothing is left to send."""
     return COMPOSERS[row.kind](session, settings, row, now)
+
+
+import nudger.followup_messages  # noqa: E402  (registers "reminder" and "digest")
+import nudger.invite_messages  # noqa: E402  (registers "invite-update", "invite-cancel")
+import nudger.previews  # noqa: E402, F401  (registers the "test" composer)
+from nudger import freshlinks  # noqa: E402, F401  (registers the "links" composer)

@@ -3,12 +3,65 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, func, select
 
-from nudger.models import AuditLog, Enrolment, EnrolmentStep, EscalationEvent, Step
+from nudger.calendar import local_date, local_instant
+from nudger.config import Settings
+from nudger.models import AuditLog, Enrolment, EnrolmentStep, EscalationEvent, Journey, Person, Step
+from nudger.schedule import JourneyPlan
+
+# Links about an enrolment keep working this long after it ends (completed or withdrawn).
+LINK_GRACE = timedelta(days=90)
+
+# The statements of every "Mark as done", built once: on this path building a statement
+# costs more than running it. Parameters named like columns are the values SET.
+_STEPS, _ENROLMENTS = EnrolmentStep.__table__, Enrolment.__table__
+_EVENTS = EscalationEvent.__table__
+_LOAD_STEP = (
+    select(EnrolmentStep, Step, Enrolment, Journey, Person)
+    .join(Step, Step.id == EnrolmentStep.step_id)
+    .join(Enrolment, Enrolment.id == EnrolmentStep.enrolment_id)
+    .join(Journey, Journey.id == Enrolment.journey_id)
+    .join(Person, Person.id == Enrolment.person_id)
+    .where(EnrolmentStep.id == bindparam("es_id"))
+)
+# A conditional update, so two presses at once record one completion.
+_CLOSE_STEP = update(_STEPS).where(_STEPS.c.id == bindparam("es_id"), _STEPS.c.status == "sent")
+_RESOLVE_EVENTS = update(_EVENTS).where(
+    _EVENTS.c.enrolment_step_id == bindparam("es_id"), _EVENTS.c.resolved_at.is_(None)
+)
+_UPDATE_ENROLMENT = update(_ENROLMENTS).where(_ENROLMENTS.c.id == bindparam("enrolment_id"))
+_INSERT_AUDIT = insert(AuditLog.__table__)
+_ALL_DONE = select(
+    select(func.count())
+    .select_from(EnrolmentStep)
+    .join(Step, Step.id == EnrolmentStep.step_id)
+    .where(
+        EnrolmentStep.enrolment_id == bindparam("enrolment_id"),
+        # A cancelled row of an active enrolment is a step a journey edit skipped.
+        EnrolmentStep.status.in_(["done", "cancelled"]),
+        Step.removed.is_(False),
+    )
+    .scalar_subquery(),
+    select(func.count())
+    .where(Step.journey_id == bindparam("journey_id"), Step.removed.is_(False))
+    .scalar_subquery(),
+)
+_COHORT = select(
+    select(func.count())
+    .where(EnrolmentStep.step_id == bindparam("step_id"), EnrolmentStep.status == "done")
+    .scalar_subquery(),
+    select(func.count())
+    .where(
+        Enrolment.journey_id == bindparam("journey_id"),
+        Enrolment.status.in_(["active", "paused", "completed"]),
+    )
+    .scalar_subquery(),
+)
 
 
 @dataclass
@@ -20,104 +73,201 @@ class Completion:
     enrolment: Enrolment
     already_done: bool
     awaiting_manager: bool
+    # Loaded with the step, so the page after it needs no second look-up.
+    journey: Journey | None = None
+    person: Person | None = None
 
 
 class StepClosed(Exception):
     """The step was cancelled (withdrawn enrolment or removed step)."""
 
 
+def load_step(
+    session: Session, es_id: int
+) -> tuple[EnrolmentStep, Step, Enrolment, Journey, Person] | None:
+    """Return a sent step with its step, enrolment, journey and person, in one round trip."""
+    row = session.exec(_LOAD_STEP, params={"es_id": es_id}).first()
+    return tuple(row) if row is not None else None
+
+
 def complete_step(
-    session: Session, es_id: int, now: datetime, note: str | None = None, actor: str = "learner"
+    session: Session,
+    es_id: int,
+    now: datetime,
+    note: str | None = None,
+    actor: str = "learner",
+    share_note: bool = True,
+    commit: bool = True,
 ) -> Completion:
-    """Mark a sent step done (or awaiting the manager's confirmation); harmless twice."""
-    es = session.get(EnrolmentStep, es_id)
-    if es is None:
+    """Mark a sent step done (or awaiting the manager's confirmation); harmless twice.
+
+    With commit=False the caller commits, and may first read what the page shows
+    in the same transaction (one connection checkout instead of two).
+    """
+    row = load_step(session, es_id)
+    if row is None:
         raise LookupError(es_id)
-    step = session.get(Step, es.step_id)
-    enrolment = session.get(Enrolment, es.enrolment_id)
+    es, step, enrolment, journey, person = row
     if es.status == "done" or (es.awaiting_confirmation and step.confirmed_by == "manager"):
-        return Completion(es, step, enrolment, True, es.status != "done")
+        return Completion(es, step, enrolment, True, es.status != "done", journey, person)
     if es.status == "cancelled" or enrolment.status == "withdrawn":
         raise StepClosed(es_id)
     note = (note or "").strip()[:2000] or None
-    if note:
-        es.note = note
     if step.confirmed_by == "manager":
+        if note:
+            es.note, es.note_shared = note, share_note
         es.awaiting_confirmation = True
+        if enrolment.status == "active":
+            enrolment.next_action_at = now  # the tick puts it in the manager's next digest
         _audit(session, now, actor, "step.awaiting_confirmation", es)
+        if commit:
+            session.commit()
+        return Completion(es, step, enrolment, False, True, journey, person)
+    mark_done(session, es, enrolment, now, actor, note=note, note_shared=share_note)
+    if commit:
         session.commit()
-        return Completion(es, step, enrolment, False, True)
-    mark_done(session, es, enrolment, now, actor)
-    session.commit()
-    return Completion(es, step, enrolment, False, False)
+    return Completion(es, step, enrolment, False, False, journey, person)
 
 
 def mark_done(
-    session: Session, es: EnrolmentStep, enrolment: Enrolment, now: datetime, actor: str
+    session: Session,
+    es: EnrolmentStep,
+    enrolment: Enrolment,
+    now: datetime,
+    actor: str,
+    confirmed_by_id: int | None = None,
+    note: str | None = None,
+    note_shared: bool = True,
 ) -> None:
     """Close a step: resolve its escalations and let the tick re-plan the enrolment."""
-    # A conditional update, so two presses at once record one completion.
-    result = session.execute(
-        update(EnrolmentStep)
-        .where(EnrolmentStep.id == es.id, EnrolmentStep.status == "sent")
-        .values(status="done", done_at=now, awaiting_confirmation=False)
-    )
+    values: dict = {"status": "done", "done_at": now, "awaiting_confirmation": False}
+    if confirmed_by_id is not None:
+        values["confirmed_by_id"] = confirmed_by_id
+    if note:
+        values.update(note=note, note_shared=note_shared)
+    # Escalation events exist only for a step the tick escalated or asked a manager about.
+    escalated = es.escalation_level > 0 or es.awaiting_confirmation
+    result = session.execute(_CLOSE_STEP, {"es_id": es.id, **values})
     if not result.rowcount:
         return
-    session.refresh(es)
-    session.execute(
-        update(EscalationEvent)
-        .where(EscalationEvent.enrolment_step_id == es.id, EscalationEvent.resolved_at.is_(None))
-        .values(resolved_at=now)
-    )
+    # The row now holds these values: say so without a round trip to re-read it.
+    for name, value in values.items():
+        set_committed_value(es, name, value)
+    if escalated:
+        session.execute(_RESOLVE_EVENTS, {"es_id": es.id, "resolved_at": now})
+    changes: dict = {"updated_at": now}
     if enrolment.status == "active":
-        enrolment.next_action_at = now
-        if all_done(session, enrolment):
-            enrolment.status = "completed"
-            enrolment.next_action_at = None
-    enrolment.updated_at = now
+        finished = all_done(session, enrolment)
+        changes["status"] = "completed" if finished else "active"
+        changes["next_action_at"] = None if finished else now
+    session.execute(_UPDATE_ENROLMENT, {"enrolment_id": enrolment.id, **changes})
+    for name, value in changes.items():
+        set_committed_value(enrolment, name, value)
     _audit(session, now, actor, "step.done", es)
 
 
 def all_done(session: Session, enrolment: Enrolment) -> bool:
-    """Say whether every live step of the enrolment's journey is done."""
-    live = session.exec(
-        select(func.count()).where(Step.journey_id == enrolment.journey_id, Step.removed.is_(False))
-    ).one()
-    done = session.exec(
-        select(func.count())
-        .select_from(EnrolmentStep)
-        .join(Step, Step.id == EnrolmentStep.step_id)
-        .where(
-            EnrolmentStep.enrolment_id == enrolment.id,
-            EnrolmentStep.status == "done",
-            Step.removed.is_(False),
-        )
-    ).one()
-    return done >= live
+    """Say whether every live step of the enrolment's journey is done (or skipped by an edit)."""
+    params = {"enrolment_id": enrolment.id, "journey_id": enrolment.journey_id}
+    done_count, live_count = session.execute(_ALL_DONE, params).one()
+    return done_count >= live_count
 
 
 def cohort_done(session: Session, step_id: int, journey_id: int) -> tuple[int, int]:
     """Return (people who did this step, people on the journey)."""
-    done = session.exec(
-        select(func.count()).where(EnrolmentStep.step_id == step_id, EnrolmentStep.status == "done")
-    ).one()
-    total = session.exec(
-        select(func.count()).where(
-            Enrolment.journey_id == journey_id, Enrolment.status.in_(["active", "paused", "completed"])
+    params = {"step_id": step_id, "journey_id": journey_id}
+    done_count, total_count = session.execute(_COHORT, params).one()
+    return done_count, total_count
+
+
+class NotConfirmable(LookupError):
+    """The step is not one this manager may confirm (shown as a 404)."""
+
+
+def confirm_step(session: Session, es_id: int, manager_id: int, now: datetime) -> Completion:
+    """Let a learner's direct manager confirm a `confirmed_by: manager` step; harmless twice."""
+    es = session.get(EnrolmentStep, es_id)
+    if es is None:
+        raise NotConfirmable(es_id)
+    enrolment = session.get(Enrolment, es.enrolment_id)
+    learner = session.get(Person, enrolment.person_id)
+    step = session.get(Step, es.step_id)
+    # Whoever else holds a team link learns nothing about this id: same answer as "no such step".
+    if learner.manager_id != manager_id or step.confirmed_by != "manager":
+        raise NotConfirmable(es_id)
+    if es.status == "done":
+        return Completion(es, step, enrolment, True, False)
+    if es.status == "cancelled" or enrolment.status == "withdrawn":
+        raise StepClosed(es_id)
+    mark_done(session, es, enrolment, now, f"manager:{manager_id}", confirmed_by_id=manager_id)
+    session.commit()
+    return Completion(es, step, enrolment, False, False)
+
+
+class NotSnoozable(Exception):
+    """Only an open step (sent, not done, not waiting for the manager) can be snoozed."""
+
+
+def snooze_until(
+    session: Session, settings: Settings, enrolment: Enrolment, now: datetime
+) -> datetime:
+    """Return when a snooze pressed at `now` ends: the next working day's send time."""
+    person = session.get(Person, enrolment.person_id)
+    plan = JourneyPlan.build(session.get(Journey, enrolment.journey_id), [])
+    cal = plan.calendar(person, settings.default_country)
+    tomorrow = local_date(now, person.timezone) + timedelta(days=1)
+    return local_instant(cal.next_working_day(tomorrow), plan.send_time, person.timezone)
+
+
+def snooze(
+    session: Session, settings: Settings, es: EnrolmentStep, now: datetime, actor: str = "learner"
+) -> datetime:
+    """Hold a step's reminders until the learner's next working day; its due date stays."""
+    if es.status != "sent" or es.awaiting_confirmation:
+        raise NotSnoozable(es.id)
+    until = snooze_until(session, settings, session.get(Enrolment, es.enrolment_id), now)
+    es.snoozed_until = until
+    _audit(session, now, actor, "step.snooze", es)
+    session.commit()
+    return until
+
+
+def link_alive(session: Session, purpose: str, subject_id: int, now: datetime) -> bool:
+    """Say whether an old link about an enrolment works: while it is live, and a while after."""
+    if purpose == "done":
+        es = session.get(EnrolmentStep, subject_id)
+        enrolment = session.get(Enrolment, es.enrolment_id) if es else None
+    elif purpose in ("me", "mute"):
+        enrolment = session.get(Enrolment, subject_id)
+    else:
+        return False
+    if enrolment is None:
+        return False
+    if enrolment.status in ("active", "paused"):
+        return True
+    # The journey ended with the learner's last step sent or done; later edits of the
+    # enrolment (muting, say) must not stretch the life of its links.
+    last = session.exec(
+        select(func.max(func.coalesce(EnrolmentStep.done_at, EnrolmentStep.sent_at))).where(
+            EnrolmentStep.enrolment_id == enrolment.id
         )
     ).one()
-    return done, total
+    ended = last or enrolment.created_at
+    if ended.tzinfo is None:  # an aggregate comes back without the column's type
+        ended = ended.replace(tzinfo=UTC)
+    return now <= ended + LINK_GRACE
 
 
 def _audit(session: Session, now: datetime, actor: str, action: str, es: EnrolmentStep) -> None:
-    session.add(
-        AuditLog(
-            at=now,
-            actor=actor,
-            action=action,
-            subject_type="enrolment_step",
-            subject_id=es.id,
-            detail={"enrolment_id": es.enrolment_id, "step_id": es.step_id},
-        )
+    # A plain INSERT: the ORM's unit of work costs more than the row on the hot path.
+    session.execute(
+        _INSERT_AUDIT,
+        {
+            "at": now,
+            "actor": actor,
+            "action": action,
+            "subject_type": "enrolment_step",
+            "subject_id": es.id,
+            "detail": {"enrolment_id": es.enrolment_id, "step_id": es.step_id},
+        },
     )

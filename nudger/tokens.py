@@ -1,29 +1,51 @@
 """Signed, purpose-salted link tokens.
 
-A token names one thing (an enrolment-step, an enrolment, a person) and one
-purpose; a "done" token cannot be replayed as a "team" token. Keys rotate by
-moving the old key into NUDGER_SECRET_KEY_FALLBACKS: links signed with it
-keep working, new links use the new key.
+A token names one thing and one purpose; a "done" token cannot be replayed as
+a "team" token, because each purpose signs with its own salt:
+
+| purpose | subject          | page           | lifetime                              |
+|---------|------------------|----------------|---------------------------------------|
+| done    | enrolment-step   | /done/<token>  | 1 year; longer while the enrolment is |
+|         |                  |                | live, and until 90 days after it ends |
+| me      | enrolment        | /me/<token>    | the same as done                      |
+| mute    | enrolment        | /mute/<token>  | the same as done                      |
+| team    | person (manager) | /team/<token>  | 120 days: each digest has a fresh one |
+| prefs   | person (manager) | /prefs/<token> | 1 year                                |
+
+This module checks the fixed lifetime; the "while the enrolment is live, and
+90 days after" extension needs the database and lives in
+`nudger.progress.link_alive`. Ages are measured against `now`, so tests and
+previews pass the time in rather than freezing it.
+
+Keys rotate by moving the old key into NUDGER_SECRET_KEY_FALLBACKS: links
+signed with it keep working, new links use the new key.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 
 from nudger.config import Settings
+from nudger.db import utcnow
 
 PURPOSES = ("done", "me", "team", "mute", "prefs")
 
 # A done link must outlive the journey: the longest journeys run ~16 weeks and
-# people finish late, so links stay valid for a year after they were made.
-MAX_AGE_SECONDS = {
-    "done": 365 * 86400,
-    "me": 365 * 86400,
-    "team": 120 * 86400,
-    "mute": 365 * 86400,
-    "prefs": 365 * 86400,
+# people finish late, so links stay valid for a year after they were made (and
+# longer while the enrolment is live; see progress.link_alive).
+MAX_AGE = {
+    "done": timedelta(days=365),
+    "me": timedelta(days=365),
+    "mute": timedelta(days=365),
+    "team": timedelta(days=120),
+    "prefs": timedelta(days=365),
 }
+MAX_AGE_SECONDS = {k: int(v.total_seconds()) for k, v in MAX_AGE.items()}
+
+# The path of the page each purpose opens.
+PATHS = {"done": "done", "me": "me", "team": "team", "mute": "mute", "prefs": "prefs"}
 
 
 class TokenInvalid(Exception):
@@ -31,41 +53,66 @@ class TokenInvalid(Exception):
 
 
 class TokenExpired(TokenInvalid):
-    """The token was genuine but is past its lifetime."""
+    """The token was genuine but is past its lifetime; it still names its subject."""
 
-    def __init__(self, subject_id: int | None) -> None:
+    def __init__(self, subject_id: int, signed_at: datetime) -> None:
         super().__init__("expired")
         self.subject_id = subject_id
+        self.signed_at = signed_at
 
 
-def _serializer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
+class _Signer(TimestampSigner):
+    """A timestamp signer that can sign at a given moment (previews, tests)."""
+
+    def __init__(self, *args, now: datetime | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._now = now
+
+    def get_timestamp(self) -> int:
+        return int(self._now.timestamp()) if self._now else super().get_timestamp()
+
+
+def _serializer(
+    settings: Settings, purpose: str, now: datetime | None = None
+) -> URLSafeTimedSerializer:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
     # itsdangerous signs with the last key and accepts any of them.
     keys = [*settings.secret_key_fallbacks, settings.secret_key]
-    return URLSafeTimedSerializer(keys, salt=f"nudger.{purpose}")
+    return URLSafeTimedSerializer(
+        keys, salt=f"nudger.{purpose}", signer=_Signer, signer_kwargs={"now": now}
+    )
 
 
-def make_token(settings: Settings, purpose: str, subject_id: int) -> str:
-    """Return a URL-safe token for `subject_id` and `purpose`."""
-    return _serializer(settings, purpose).dumps(subject_id)
+def make_token(
+    settings: Settings, purpose: str, subject_id: int, now: datetime | None = None
+) -> str:
+    """Return a URL-safe token for `subject_id` and `purpose`, signed at `now`."""
+    return _serializer(settings, purpose, now).dumps(subject_id)
 
 
-def read_token(settings: Settings, purpose: str, token: str) -> int:
+def read_token(settings: Settings, purpose: str, token: str, now: datetime | None = None) -> int:
     """Return the subject id of a token, or raise TokenInvalid / TokenExpired."""
-    serializer = _serializer(settings, purpose)
     try:
-        value = serializer.loads(token, max_age=MAX_AGE_SECONDS[purpose])
-    except SignatureExpired as exc:
-        subject = exc.payload if isinstance(exc.payload, int) else None
-        raise TokenExpired(subject) from None
+        value, signed_at = _serializer(settings, purpose).loads(token, return_timestamp=True)
     except BadSignature:
         raise TokenInvalid("bad signature") from None
-    if not isinstance(value, int):
+    if not isinstance(value, int) or isinstance(value, bool):
         raise TokenInvalid("unexpected payload")
+    signed_at = signed_at.astimezone(UTC)
+    # A token "from the future" only means two clocks disagree: its signature is good.
+    if (now or utcnow()) - signed_at > MAX_AGE[purpose]:
+        raise TokenExpired(value, signed_at)
     return value
 
 
-def link(settings: Settings, path: str, purpose: str, subject_id: int) -> str:
+def link(
+    settings: Settings, path: str, purpose: str, subject_id: int, now: datetime | None = None
+) -> str:
     """Return an absolute URL such as https://host/done/<token>."""
-    return f"{settings.base_url}/{path}/{make_token(settings, purpose, subject_id)}"
+    return f"{settings.base_url}/{path}/{make_token(settings, purpose, subject_id, now)}"
+
+
+def url(settings: Settings, purpose: str, subject_id: int, now: datetime | None = None) -> str:
+    """Return the absolute URL of the page for `purpose`, e.g. url(s, "mute", enrolment_id)."""
+    return link(settings, PATHS[purpose], purpose, subject_id, now)

@@ -36,15 +36,18 @@ def error_page(status: int, title: str, message: str, **extra):
 
 def init_app(app: Flask) -> None:
     """Register blueprints, the CSRF guard and the error pages."""
-    from nudger.web import dev, health, learner
-
     from nudger.emails import markdown_filter
+    from nudger.web import admin, dev, health, learner, links, manager, prefs
 
     csrf.init_app(app)
     app.jinja_env.filters["markdown"] = markdown_filter
     app.teardown_appcontext(_close_db)
     app.register_blueprint(learner.bp)
+    app.register_blueprint(links.bp)
+    app.register_blueprint(manager.bp)
+    app.register_blueprint(prefs.bp)
     app.register_blueprint(health.bp)
+    admin.init_app(app)
     if app.extensions["nudger.settings"].captures_mail:
         app.register_blueprint(dev.bp)
 

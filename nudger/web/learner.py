@@ -1,122 +1,186 @@
-"""The learner's pages: a done link shows the step; only the button's POST completes it."""
+"""The learner's pages: a done link shows the step; only the button's POST completes it.
+
+Mail scanners open every link, run its JavaScript and submit auto-submitting
+forms, so a GET (or HEAD) never changes anything and no form here submits
+itself: a change needs a person pressing a button, with the form's CSRF token.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
-from sqlmodel import select
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from nudger import tokens
-from nudger.db import utcnow
-from nudger.models import Enrolment, EnrolmentStep, Journey, LinkHit, Person, Step
-from nudger.progress import StepClosed, cohort_done, complete_step
-from nudger.web import db, error_page, settings
+from nudger.cohort import CohortCounts
+from nudger.emails import format_when
+from nudger.models import Enrolment, EnrolmentStep, Person, Step
+from nudger.progress import (
+    NotSnoozable,
+    StepClosed,
+    complete_step,
+    load_step,
+    snooze,
+    snooze_until,
+)
+from nudger.timeline import timeline
+from nudger.web import db, settings
+from nudger.web.links import link_error, now, read, record_hit
 
 bp = Blueprint("learner", __name__)
 
 
-def _read(purpose: str, token: str) -> int | tuple:
-    """Return the token's subject id, or the error page to show instead."""
-    try:
-        return tokens.read_token(settings(), purpose, token)
-    except tokens.TokenExpired:
-        return error_page(
-            410,
-            "This link has expired",
-            "Links in Nudger emails last a year. Your latest email has a fresh one.",
-        )
-    except tokens.TokenInvalid:
-        return error_page(
-            404,
-            "This link doesn't work",
-            "It may have been cut short when it was copied. "
-            "Open it again from the email, or use the latest email from Nudger.",
-        )
-
-
-def _record_hit(purpose: str, subject_id: int) -> None:
-    """Keep every request on an emailed link; scanners show up here, not as engagement."""
-    session = db()
-    session.add(
-        LinkHit(
-            at=utcnow(),
-            purpose=purpose,
-            subject_id=subject_id,
-            method=request.method,
-            user_agent=(request.user_agent.string or "")[:500],
-            ip=(request.remote_addr or "")[:64],
-        )
+def _gone():
+    return link_error(
+        404,
+        "This step no longer exists",
+        "It was removed from the journey. Your newest email has current links.",
     )
-    session.commit()
 
 
-def _load(es_id: int):
-    session = db()
-    es = session.get(EnrolmentStep, es_id)
-    if es is None:
-        return None
-    step = session.get(Step, es.step_id)
-    enrolment = session.get(Enrolment, es.enrolment_id)
-    journey = session.get(Journey, enrolment.journey_id)
-    person = session.get(Person, enrolment.person_id)
-    return es, step, enrolment, journey, person
+def _closed():
+    return link_error(
+        409,
+        "This step is closed",
+        "You are no longer enrolled on this journey, or the step was removed. Nothing was changed.",
+    )
+
+
+def _cohort() -> CohortCounts:
+    """Return this app's cohort counts (one per app, so tests never share one)."""
+    return current_app.extensions.setdefault("nudger.cohort", CohortCounts())
+
+
+def _note() -> tuple[str | None, bool]:
+    """Return the note from the form and whether the learner shares it with their manager."""
+    # The form sends a hidden "no" before the checkbox, so an unticked box is told apart
+    # from a form that has none (shared, as before the choice existed).
+    choices = request.form.getlist("share_note")
+    return request.form.get("note"), ("yes" in choices) if choices else True
 
 
 @bp.route("/done/<token>", methods=["GET", "HEAD"])
 def done_page(token: str):
-    es_id = _read("done", token)
-    if not isinstance(es_id, int):
-        return es_id
-    _record_hit("done", es_id)
-    loaded = _load(es_id)
+    es_id = read("done", token)
+    record_hit("done", es_id, commit=False)
+    loaded = load_step(db(), es_id)
+    db().commit()  # the hit; one transaction with the read
     if loaded is None:
-        return error_page(404, "This step no longer exists", "Your latest email has current links.")
+        return _gone()
     es, step, enrolment, journey, person = loaded
     return render_template(
-        "done.html", es=es, step=step, enrolment=enrolment, journey=journey, person=person,
+        "done.html",
+        es=es,
+        step=step,
+        enrolment=enrolment,
+        journey=journey,
+        person=person,
+        tz=person.timezone,
         token=token,
+        me_url=tokens.url(settings(), "me", enrolment.id),
     )
 
 
 @bp.post("/done/<token>")
 def done_submit(token: str):
-    es_id = _read("done", token)
-    if not isinstance(es_id, int):
-        return es_id
-    _record_hit("done", es_id)
+    es_id = read("done", token)
+    record_hit("done", es_id, commit=False)
     session = db()
+    at = now()
+    note, share = _note()
     try:
         result = complete_step(
-            session, es_id, utcnow(), note=request.form.get("note"), actor=f"learner:{es_id}"
+            session, es_id, at, note=note, actor=f"learner:{es_id}", share_note=share, commit=False
         )
     except LookupError:
-        return error_page(404, "This step no longer exists", "Your latest email has current links.")
+        return _gone()
     except StepClosed:
-        return error_page(
-            409, "This step is closed", "You are no longer enrolled on this journey, or the step was removed."
-        )
-    steps = list(
-        session.exec(
-            select(Step)
-            .where(Step.journey_id == result.enrolment.journey_id, Step.removed.is_(False))
-            .order_by(Step.position)
-        )
+        session.commit()
+        return _closed()
+    # Read what the page shows in the same transaction, then commit before rendering.
+    line = timeline(session, settings(), result.enrolment, at)
+    cohort, cohort_total = _cohort().get(
+        session, result.step.id, result.enrolment.journey_id, at, not result.already_done
     )
-    sent = {
-        row.step_id: row
-        for row in session.exec(
-            select(EnrolmentStep).where(EnrolmentStep.enrolment_id == result.enrolment.id)
-        )
-    }
-    done_count = sum(1 for s in steps if s.id in sent and sent[s.id].status == "done")
-    upcoming = next((s for s in steps if s.id not in sent), None)
-    cohort, cohort_total = cohort_done(session, result.step.id, result.enrolment.journey_id)
+    session.commit()
+    still_open = [e for e in line.entries if e.open and e.es.id != es_id]
     return render_template(
         "done_complete.html",
         result=result,
-        journey=session.get(Journey, result.enrolment.journey_id),
-        steps=steps,
-        done_count=done_count,
-        upcoming=upcoming,
+        line=line,
+        tz=line.tz,
+        still_open=still_open,
         cohort=cohort,
         cohort_total=cohort_total,
+        me_url=tokens.url(settings(), "me", result.enrolment.id),
     )
+
+
+@bp.route("/me/<token>", methods=["GET", "HEAD"])
+def me_page(token: str):
+    enrolment_id = read("me", token)
+    record_hit("me", enrolment_id)
+    session = db()
+    enrolment = session.get(Enrolment, enrolment_id)
+    if enrolment is None:
+        return link_error(404, "This journey no longer exists", "Nothing is linked to it any more.")
+    at = now()
+    line = timeline(session, settings(), enrolment, at)
+    until = snooze_until(session, settings(), enrolment, at)
+    return render_template("me.html", line=line, tz=line.tz, token=token, snooze_until=until)
+
+
+def _own_step(enrolment_id: int, es_id: int) -> EnrolmentStep:
+    """Return a step of this enrolment; any other id is a 404."""
+    es = db().get(EnrolmentStep, es_id)
+    if es is None or es.enrolment_id != enrolment_id:
+        abort(404)
+    return es
+
+
+@bp.post("/me/<token>/done/<int:es_id>")
+def me_done(token: str, es_id: int):
+    enrolment_id = read("me", token)
+    es = _own_step(enrolment_id, es_id)
+    record_hit("me", enrolment_id, commit=False)
+    note, share = _note()
+    try:
+        result = complete_step(
+            db(), es.id, now(), note=note, actor=f"learner:{es.id}", share_note=share
+        )
+    except StepClosed:
+        db().commit()  # the hit
+        return _closed()
+    db().commit()  # the hit, when the step was already done
+    if result.awaiting_manager:
+        flash(f"Thanks: your manager will confirm “{result.step.title}”.")
+    else:
+        flash(f"Done: “{result.step.title}”.")
+    return redirect(url_for("learner.me_page", token=token, _anchor=f"step-{result.step.key}"), 303)
+
+
+@bp.post("/me/<token>/snooze/<int:es_id>")
+def me_snooze(token: str, es_id: int):
+    enrolment_id = read("me", token)
+    es = _own_step(enrolment_id, es_id)
+    record_hit("me", enrolment_id, commit=False)
+    try:
+        until = snooze(db(), settings(), es, now(), actor=f"learner:{es.id}")
+    except NotSnoozable:
+        db().commit()  # the hit
+        flash("That step is not open, so there is nothing to snooze.")
+    else:
+        person = db().get(Person, db().get(Enrolment, enrolment_id).person_id)
+        step = db().get(Step, es.step_id)
+        flash(
+            f"Snoozed “{step.title}”: no reminders before {format_when(until, person.timezone)}. "
+            "Its due date stays the same."
+        )
+    return redirect(url_for("learner.me_page", token=token), 303)
