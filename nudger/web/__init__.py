@@ -31,13 +31,21 @@ def _close_db(_exc: BaseException | None) -> None:
 
 def error_page(status: int, title: str, message: str, **extra):
     """Render a clear page for a person, never a stack trace."""
-    return render_template("error.html", status=status, title=title, message=message, **extra), status
+    page = render_template("error.html", status=status, title=title, message=message, **extra)
+    return page, status
 
 
 def init_app(app: Flask) -> None:
     """Register blueprints, the CSRF guard and the error pages."""
     from nudger.emails import markdown_filter
     from nudger.web import admin, dev, health, learner, links, manager, prefs
+
+    @app.after_request
+    def referrer_policy(response):
+        # Tokens are in our URLs: never send them to other sites. Same-origin
+        # requests keep the Referer, which Flask-WTF checks on HTTPS POSTs.
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
 
     csrf.init_app(app)
     app.jinja_env.filters["markdown"] = markdown_filter
