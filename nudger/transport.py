@@ -18,6 +18,7 @@ import contextlib
 import re
 import smtplib
 import ssl
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from email.generator import BytesGenerator
 from email.message import EmailMessage, Message
@@ -53,14 +54,14 @@ class PermanentSendError(SendError):
     """Sending will keep failing; do not retry."""
 
 
-class Transport:
+class Transport(ABC):
     """A mail transport: send messages, then close (also as a context manager)."""
 
+    @abstractmethod
     def send(self, msg: EmailMessage) -> None:
         """Send one message or raise TransientSendError / PermanentSendError."""
-        raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a transport with no connection has nothing to close)
         """Release the connection, if any."""
 
     def __enter__(self) -> Self:
