@@ -14,7 +14,8 @@ from email_validator import EmailNotValidError, validate_email
 from redis.exceptions import RedisError
 from sqlmodel import Session, select
 
-from nudger.models import AdminUser, AuditLog
+from nudger.audit import record as audit
+from nudger.models import AdminUser
 
 MIN_PASSWORD = 10
 log = logging.getLogger(__name__)
@@ -40,16 +41,8 @@ def create_or_update_admin(session: Session, email: str, password: str, now: dat
         session.add(admin)
     admin.password_hash = _hasher.hash(password)
     session.flush()
-    session.add(
-        AuditLog(
-            at=now,
-            actor="cli",
-            action="admin.create" if created else "admin.password",
-            subject_type="admin",
-            subject_id=admin.id,
-            detail={"email": email},
-        )
-    )
+    action = "admin.create" if created else "admin.password"
+    audit(session, "cli", action, now, "admin", admin.id, email=email)
     return created
 
 
@@ -185,28 +178,6 @@ def disable_totp(session: Session, admin: AdminUser, now: datetime) -> None:
     """Turn off two-step sign-in."""
     admin.totp_secret = None
     audit(session, admin.email, "admin.totp_disable", now, "admin", admin.id)
-
-
-def audit(
-    session: Session,
-    actor: str,
-    action: str,
-    now: datetime,
-    subject_type: str = "",
-    subject_id: int | None = None,
-    **detail,
-) -> None:
-    """Record one change made by `actor` in the audit log."""
-    session.add(
-        AuditLog(
-            at=now,
-            actor=actor,
-            action=action,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            detail=detail,
-        )
-    )
 
 
 def change_password(session: Session, admin: AdminUser, new: str, now: datetime) -> None:

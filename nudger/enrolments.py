@@ -7,8 +7,9 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from nudger.audit import record
 from nudger.invite_updates import invite_changed, invites_cancelled, open_invites
-from nudger.models import AuditLog, Enrolment, EnrolmentStep, Journey, Person, Step
+from nudger.models import Enrolment, EnrolmentStep, Journey, Person, Step
 from nudger.schedule import JourneyPlan
 
 
@@ -148,16 +149,7 @@ def _plan(session: Session, journey_id: int) -> JourneyPlan:
 def _audit(
     session: Session, enrolment: Enrolment, now: datetime, actor: str, action: str, **detail
 ) -> None:
-    session.add(
-        AuditLog(
-            at=now,
-            actor=actor,
-            action=action,
-            subject_type="enrolment",
-            subject_id=enrolment.id,
-            detail=detail,
-        )
-    )
+    record(session, actor, action, now, "enrolment", enrolment.id, **detail)
 
 
 class StartNotMoved(ValueError):

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, not_, update
 from sqlmodel import Session, func, select
 
-from nudger.admins import audit
+from nudger.audit import record as audit
 from nudger.config import Settings
 from nudger.models import Outbox, TickRun
 

@@ -6,7 +6,8 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from nudger.models import AuditLog, Enrolment, Person
+from nudger.audit import record
+from nudger.models import Enrolment, Person
 
 DIGEST_CHOICES = {"day": "Every working day", "week": "Once a week"}
 
@@ -19,16 +20,8 @@ def set_reminders_muted(
         return False
     enrolment.reminders_muted = muted
     enrolment.updated_at = now
-    session.add(
-        AuditLog(
-            at=now,
-            actor=actor,
-            action="enrolment.mute" if muted else "enrolment.unmute",
-            subject_type="enrolment",
-            subject_id=enrolment.id,
-            detail={},
-        )
-    )
+    action = "enrolment.mute" if muted else "enrolment.unmute"
+    record(session, actor, action, now, "enrolment", enrolment.id)
     session.commit()
     return True
 
@@ -44,15 +37,7 @@ def set_digest_every(
     before = person.digest_every
     person.digest_every = every
     person.updated_at = now
-    session.add(
-        AuditLog(
-            at=now,
-            actor=actor,
-            action="person.digest_every",
-            subject_type="person",
-            subject_id=person.id,
-            detail={"from": before, "to": every},
-        )
-    )
+    change = {"from": before, "to": every}
+    record(session, actor, "person.digest_every", now, "person", person.id, **change)
     session.commit()
     return True

@@ -26,11 +26,12 @@ from types import SimpleNamespace
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from nudger.audit import record
 from nudger.calendar import local_date, local_instant
 from nudger.db import upsert_ignore
 from nudger.invite_updates import invite_changed, invites_cancelled
 from nudger.journeys import JourneySpec, StepSpec
-from nudger.models import AuditLog, Enrolment, EnrolmentStep, Journey, Person, Step
+from nudger.models import Enrolment, EnrolmentStep, Journey, Person, Step
 from nudger.schedule import JourneyPlan, PlanStep
 
 STEP_FIELDS = ("day", "kind", "title", "minutes", "link", "body", "due_after", "confirmed_by", "at")
@@ -427,16 +428,7 @@ def apply_sync(
         .where(Enrolment.journey_id == journey.id, Enrolment.status == "active")
         .values(next_action_at=now)
     )
-    session.add(
-        AuditLog(
-            at=now,
-            actor=actor,
-            action="journey.sync",
-            subject_type="journey",
-            subject_id=journey.id,
-            detail=change.to_json(),
-        )
-    )
+    record(session, actor, "journey.sync", now, "journey", journey.id, **change.to_json())
     return change
 
 

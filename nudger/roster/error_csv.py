@@ -7,15 +7,9 @@ import hashlib
 import io
 from collections import defaultdict
 
+from nudger.exports import neutralise
 from nudger.roster.reading import Source, _binary, _records
 from nudger.roster.result import ImportResult
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _neutral(cell: str) -> str:
-    """Defuse a cell that a spreadsheet would run as a formula (CSV injection)."""
-    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
 def write_error_csv(result: ImportResult, source: Source) -> str:
@@ -33,9 +27,9 @@ def write_error_csv(result: ImportResult, source: Source) -> str:
         delimiter, records = _records(raw, hashlib.sha256(), errors="replace")
         writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
         header = next(records, [])
-        writer.writerow([*map(_neutral, header), "error"])
+        writer.writerow([*map(neutralise, header), "error"])
         for row, record in enumerate(records, start=2):
             if row in messages:
                 padded = record + [""] * (len(header) - len(record))
-                writer.writerow([*map(_neutral, padded), _neutral("; ".join(messages[row]))])
+                writer.writerow([*map(neutralise, padded), neutralise("; ".join(messages[row]))])
     return out.getvalue()

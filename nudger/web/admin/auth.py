@@ -11,6 +11,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from markupsafe import Markup
 
 from nudger import admins
+from nudger.audit import record
 from nudger.models import AdminUser
 from nudger.queue import redis_connection
 from nudger.web import db, error_page, settings
@@ -106,7 +107,7 @@ def login_code():
 @bp.post("/logout")
 def logout():
     admin = current_admin()
-    admins.audit(db(), admin.email, "admin.logout", clock(), "admin", admin.id)
+    record(db(), admin.email, "admin.logout", clock(), "admin", admin.id)
     db().commit()
     session.clear()
     flash("You are signed out.")

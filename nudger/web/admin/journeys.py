@@ -8,7 +8,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from sqlmodel import func, select
 
 from nudger import charts, previews
-from nudger.admins import audit
+from nudger.audit import record as audit
 from nudger.db import upsert_ignore
 from nudger.ledger import enqueue_now
 from nudger.models import Enrolment, Journey, Outbox
