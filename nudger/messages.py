@@ -6,26 +6,33 @@ from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
+from functools import lru_cache
 
 from sqlmodel import Session, func, select
 
 from nudger import tokens
 from nudger.calendar import zone
 from nudger.config import Settings
-from nudger.emails import build_message, make_message_id, render
+from nudger.emails import build_message, make_message_id
 from nudger.invites import InviteEvent, build_invites, make_uid
 from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
+from nudger.skeletons import Personal, render_personal
 
 
 def sender_domain(settings: Settings) -> str:
     """Return the domain of NUDGER_FROM, used in Message-IDs and invite UIDs."""
-    return parseaddr(settings.from_addr)[1].rpartition("@")[2] or "localhost"
+    return _domain(settings.from_addr)
 
 
-def person_ctx(person: Person) -> dict:
-    """Return the template view of a person."""
+@lru_cache(maxsize=64)
+def _domain(from_addr: str) -> str:
+    return parseaddr(from_addr)[1].rpartition("@")[2] or "localhost"
+
+
+def person_ctx(person: Person, slot: Callable[[str], str] = str) -> dict:
+    """Return the template view of a person; `slot` stands in each string (see skeletons)."""
     name = person.name or person.email.split("@")[0]
-    return {"name": name, "first_name": name.split()[0], "email": person.email}
+    return {"name": slot(name), "first_name": slot(name.split()[0]), "email": slot(person.email)}
 
 
 def journey_ctx(journey: Journey) -> dict:
@@ -42,8 +49,15 @@ def live_step_count(session: Session, journey_id: int) -> int:
     return session.exec(query).one()
 
 
-def step_ctx(settings: Settings, es: EnrolmentStep, step: Step, total: int, tz: str) -> dict:
-    """Return the template view of one sent step."""
+def step_ctx(
+    settings: Settings,
+    es: EnrolmentStep,
+    step: Step,
+    total: int,
+    tz: str,
+    slot: Callable[[str], str] = str,
+) -> dict:
+    """Return the template view of one sent step; `slot` stands in its done link."""
     return {
         "key": step.key,
         "title": step.title,
@@ -51,7 +65,7 @@ def step_ctx(settings: Settings, es: EnrolmentStep, step: Step, total: int, tz: 
         "minutes": step.minutes,
         "link": step.link,
         "body": step.body,
-        "done_url": tokens.link(settings, "done", "done", es.id),
+        "done_url": slot(tokens.link(settings, "done", "done", es.id)),
         "position": step.position + 1,
         "total": total,
         "due_date": es.due_at.astimezone(zone(tz)).date() if es.due_at else None,
@@ -74,13 +88,20 @@ def compose_step(
     steps = {es.step_id: session.get(Step, es.step_id) for es in sent}
     sent.sort(key=lambda es: steps[es.step_id].position)
     total = live_step_count(session, journey.id)
+    # Everyone on the same steps, dates and zone gets the same email but for
+    # these strings: it is rendered once and filled in for each of them.
+    personal = Personal()
     ctx = {
-        "person": person_ctx(person),
+        "person": person_ctx(person, personal),
         "journey": journey_ctx(journey),
         "base_url": settings.base_url,
-        "me_url": tokens.link(settings, "me", "me", enrolment.id),
-        "steps": [step_ctx(settings, es, steps[es.step_id], total, person.timezone) for es in sent],
+        "me_url": personal(tokens.link(settings, "me", "me", enrolment.id)),
+        "steps": [
+            step_ctx(settings, es, steps[es.step_id], total, person.timezone, personal)
+            for es in sent
+        ],
     }
+    done_urls = personal.filled([c["done_url"] for c in ctx["steps"]])
     domain = sender_domain(settings)
     events = [
         InviteEvent(
@@ -90,10 +111,10 @@ def compose_step(
             minutes=steps[es.step_id].minutes,
             tz=person.timezone,
             summary=steps[es.step_id].title,
-            description=f"{journey.title}\n\nMark it done: {c['done_url']}",
-            url=c["done_url"],
+            description=f"{journey.title}\n\nMark it done: {done_url}",
+            url=done_url,
         )
-        for es, c in zip(sent, ctx["steps"], strict=True)
+        for es, done_url in zip(sent, done_urls, strict=True)
         if es.invite_start and steps[es.step_id].minutes
     ]
     # One invite per step (one UID per iTIP message); build_message puts the
@@ -112,7 +133,7 @@ def compose_step(
         from_addr=settings.from_addr,
         message_id=make_message_id(row.id, row.dedupe_key, domain),
         date=now,
-        rendered=render("step", ctx),
+        rendered=render_personal("step", ctx, personal),
         invite=invites or None,
     )
 
