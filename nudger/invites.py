@@ -88,7 +88,7 @@ def build_invite(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
 
-    org_name, org_addr = parseaddr(organizer)
+    org_name, org_addr = _parse_address(organizer)
     if not org_addr:
         raise ValueError(f"organizer {organizer!r} has no address")
     head = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}", "CALSCALE:GREGORIAN"]
@@ -107,6 +107,12 @@ def build_invite(
         + "".join(_fold(line) for line in [*body, "END:VCALENDAR"]).encode()
     )
     return Invite(method=method, ics=ics)
+
+
+@lru_cache(maxsize=64)
+def _parse_address(value: str) -> tuple[str, str]:
+    # The organizer is NUDGER_FROM on every invite: parse it once.
+    return parseaddr(value)
 
 
 def _month(day: date) -> date:
