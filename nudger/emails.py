@@ -7,7 +7,6 @@ callers pass plain dicts in and get an `EmailMessage` out.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import random
@@ -207,13 +206,21 @@ def _part(
 def _text_part(content_type: str, text: str | bytes) -> MIMEPart:
     """Return a text part: 7bit when ASCII with short lines, else quoted-printable."""
     data = text if isinstance(text, bytes) else text.encode("utf-8")
-    if data.isascii() and all(len(line) <= 78 for line in data.splitlines()):
+    if data.isascii() and max(map(len, data.splitlines()), default=0) <= 78:
         return _part(content_type, "7bit", data.decode("ascii"))
     return _part(content_type, "quoted-printable", binascii.b2a_qp(data, istext=True).decode())
 
 
 def _base64(data: bytes) -> str:
-    return base64.encodebytes(data).decode("ascii")
+    """Return base64 in 76-character lines, as base64.encodebytes does.
+
+    encodebytes calls the C encoder once per 57-byte line from Python; one
+    call and slicing the result is several times faster on a 10 kB part.
+    """
+    text = binascii.b2a_base64(data, newline=False).decode("ascii")
+    if not text:
+        return ""
+    return "\n".join([text[i : i + 76] for i in range(0, len(text), 76)]) + "\n"
 
 
 def _multipart(msg: MIMEPart, subtype: str, parts: list[MIMEPart]) -> MIMEPart:

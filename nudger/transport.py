@@ -54,12 +54,65 @@ class PermanentSendError(SendError):
     """Sending will keep failing; do not retry."""
 
 
+class Sending:
+    """A message handed to a transport, whose outcome may not be known yet.
+
+    `result()` returns when the server took the message and raises
+    TransientSendError / PermanentSendError when it did not, reading the
+    server's answer first if it has not been read.
+    """
+
+    __slots__ = ("_error", "_settle", "settled")
+
+    def __init__(self, settle: Callable[[Sending], None] | None = None) -> None:
+        self._settle = settle
+        self._error: SendError | None = None
+        self.settled = settle is None
+
+    def result(self) -> None:
+        """Wait for the server's answer; raise the error it stands for."""
+        if not self.settled and self._settle is not None:
+            self._settle(self)
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def error(self) -> SendError | None:
+        """The failure, once settled (None: sent, or not known yet)."""
+        return self._error
+
+    def _done(self, error: SendError | None = None) -> None:
+        self._error, self.settled = error, True
+
+
+def _settled(send: Callable[[], None]) -> Sending:
+    """Run a blocking send and return its outcome as a settled Sending."""
+    sending = Sending()
+    try:
+        send()
+    except SendError as exc:
+        sending._done(exc)
+    else:
+        sending._done()
+    return sending
+
+
 class Transport(ABC):
     """A mail transport: send messages, then close (also as a context manager)."""
 
     @abstractmethod
     def send(self, msg: EmailMessage) -> None:
         """Send one message or raise TransientSendError / PermanentSendError."""
+
+    def start(self, msg: EmailMessage) -> Sending:
+        """Begin sending one message and return at once; its outcome is `result()`.
+
+        A transport that can overlap work does: the SMTP transport returns as
+        soon as the message is written, and reads the server's answer when the
+        next message starts (or on `result()`), so the caller can build the next
+        message while the server takes this one. Here: send it now.
+        """
+        return _settled(lambda: self.send(msg))
 
     def close(self) -> None:  # noqa: B027  (a transport with no connection has nothing to close)
         """Release the connection, if any."""
@@ -111,16 +164,181 @@ class SMTPTransport(Transport):
         self.local_hostname = local_hostname
         self.ssl_context = ssl_context
         self._conn: smtplib.SMTP | None = None
+        # The message whose content went out last and whose answer is unread,
+        # with the recipients refused in its envelope.
+        self._in_flight: tuple[Sending, dict[str, tuple[int, bytes]]] | None = None
 
     def send(self, msg: EmailMessage) -> None:
         """Send one message, reconnecting once if the server dropped the connection."""
+        self.start(msg).result()
+
+    def start(self, msg: EmailMessage) -> Sending:
+        """Write one message and return before the server's final answer.
+
+        The answer is read when the next message starts (or on `result()`):
+        meanwhile the caller builds the next message and the server stores this
+        one, instead of each waiting for the other. When the server offers
+        PIPELINING (RFC 2920), the next envelope goes out with it, so a message
+        costs one round trip instead of four.
+        """
+        envelope = _envelope(msg)
+        if envelope is None:
+            # Unusual headers: smtplib's send_message, answer awaited.
+            self._settle_in_flight()
+            return _settled(lambda: self._send_now(msg))
+        sending = Sending(self._settle)
+        payload = _data_block(wire(msg))
         # A pooled connection may have been closed by the server while idle;
         # that says nothing about this message, so one fresh try is fair.
+        retry = self._conn is not None or self._in_flight is not None
+        while True:
+            try:
+                conn = self._connection()
+                self._transact(conn, sending, envelope, payload)
+            except _Dropped as exc:
+                self._discard()
+                if retry:
+                    retry = False
+                    continue
+                sending._done(TransientSendError(exc.detail))
+            except SendError as exc:
+                sending._done(exc)
+            return sending
+
+    def _transact(
+        self,
+        conn: smtplib.SMTP,
+        sending: Sending,
+        envelope: tuple[str, list[str]],
+        payload: bytes,
+    ) -> None:
+        """MAIL, RCPT and DATA for one message, then its content; raise if refused."""
+        sender, recipients = envelope
+        commands = [f"MAIL FROM:{_quote(sender)}"]
+        commands += [f"RCPT TO:{_quote(r)}" for r in recipients]
+        commands.append("DATA")
+        replies: list[tuple[int, bytes]] = []
+        try:
+            if conn.has_extn("pipelining"):
+                conn.send("".join(f"{c}\r\n" for c in commands).encode("ascii"))
+                # The answer to the message before comes first in the stream.
+                self._settle_in_flight()
+                if self._conn is not conn:
+                    raise _Dropped("server disconnected")
+                replies = [_reply(conn) for _ in commands]
+            else:
+                self._settle_in_flight()
+                if self._conn is not conn:
+                    raise _Dropped("server disconnected")
+                for command in commands:
+                    conn.send(f"{command}\r\n".encode("ascii"))
+                    replies.append(_reply(conn))
+                    if replies[-1][0] == 421 or replies[0][0] != 250:
+                        break  # the server is leaving, or refused the sender
+                    if len(replies) == len(commands) - 1 and not any(
+                        code in (250, 251) for code, _ in replies[1:]
+                    ):
+                        break  # every recipient refused: no DATA
+            refused = self._check_envelope(conn, recipients, replies)
+            conn.send(payload)
+        except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+            raise _Dropped(_text(exc) or "server disconnected") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            # Timeouts and the like: the connection's state is unknown, so drop it.
+            self._discard()
+            raise TransientSendError(_text(exc) or type(exc).__name__) from exc
+        self._in_flight = (sending, refused)
+
+    def _check_envelope(
+        self, conn: smtplib.SMTP, recipients: list[str], replies: list[tuple[int, bytes]]
+    ) -> dict[str, tuple[int, bytes]]:
+        """Raise the error for a refused sender, all recipients or DATA; return refused ones.
+
+        `replies` ends early where the dialogue stopped: after a refused sender,
+        a 421, or when every recipient was refused.
+        """
+        for code, reply in replies:
+            if code == 421:  # the server is closing the connection
+                self._discard()
+                raise _classify(code, _text(reply))
+        code, reply = replies[0]
+        if code != 250:
+            self._abort(conn, code)
+            raise _classify(code, _text(reply))
+        refused = {
+            address: answer
+            for address, answer in zip(recipients, replies[1:], strict=False)
+            if answer[0] not in (250, 251)
+        }
+        if len(refused) == len(recipients):
+            self._abort(conn, max(c for c, _ in refused.values()))
+            raise _classify(*_worst(refused))
+        code, reply = replies[-1]
+        if code != 354:
+            self._abort(conn, code)
+            raise _classify(code, _text(reply))
+        return refused
+
+    def _settle(self, sending: Sending) -> None:
+        """Read the final answer to `sending`, if it is the message in flight."""
+        if self._in_flight is not None and self._in_flight[0] is sending:
+            self._settle_in_flight()
+
+    def _settle_in_flight(self) -> None:
+        """Read the server's answer to the message whose content went out last."""
+        if self._in_flight is None:
+            return
+        sending, refused = self._in_flight
+        self._in_flight = None
+        conn = self._conn
+        if conn is None:
+            sending._done(TransientSendError("server disconnected"))
+            return
+        try:
+            code, reply = _reply(conn)
+        except (OSError, smtplib.SMTPException) as exc:
+            # Sent or not, nobody can tell: at-least-once, so it counts as not sent
+            # (a retry carries the same Message-ID). The caller's next message
+            # finds the connection gone and reconnects.
+            self._discard()
+            sending._done(TransientSendError(_text(exc) or "server disconnected"))
+            return
+        if code != 250:
+            if code == 421:
+                self._discard()
+            sending._done(_classify(code, _text(reply)))
+        elif refused:
+            # Some recipients took it: retrying would duplicate it for them,
+            # so this is final either way; report the refusal.
+            sending._done(PermanentSendError(*_worst(refused)[::-1]))
+        else:
+            sending._done()
+
+    def _abort(self, conn: smtplib.SMTP, code: int) -> None:
+        """End a refused transaction: RSET, or drop the connection if the server is leaving."""
+        if code == 421:
+            self._discard()
+        else:
+            self._reset(conn)
+
+    def close(self) -> None:
+        """Read the last answer, say QUIT and close, ignoring a server that already left."""
+        self._settle_in_flight()
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (OSError, smtplib.SMTPException):
+            conn.close()
+
+    def _send_now(self, msg: EmailMessage) -> None:
+        """Send one message with smtplib's send_message (Bcc, Resent-*, SMTPUTF8)."""
         retry = self._conn is not None
         while True:
             conn = self._connection()
             try:
-                refused = _send(conn, msg)
+                refused = conn.send_message(msg)
             except smtplib.SMTPServerDisconnected as exc:
                 self._discard()
                 if retry:
@@ -140,25 +358,12 @@ class SMTPTransport(Transport):
                 self._reset(conn)
                 raise PermanentSendError(_text(exc)) from exc
             except (OSError, smtplib.SMTPException) as exc:
-                # Timeouts, resets: the connection's state is unknown, so drop it.
                 self._discard()
                 raise TransientSendError(_text(exc) or type(exc).__name__) from exc
             if refused:
-                # Some recipients took it: retrying would duplicate it for them,
-                # so this is final either way; report the refusal.
                 code, detail = _worst(refused)
                 raise PermanentSendError(detail, code)
             return
-
-    def close(self) -> None:
-        """Say QUIT and close the connection, ignoring a server that already left."""
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            conn.quit()
-        except (OSError, smtplib.SMTPException):
-            conn.close()
 
     def _connection(self) -> smtplib.SMTP:
         """Return the open connection, connecting (and logging in) if needed."""
@@ -221,6 +426,11 @@ class SMTPTransport(Transport):
 
     def _discard(self) -> None:
         """Forget the connection without the QUIT handshake."""
+        if self._in_flight is not None:
+            # Its answer was on this connection: sent or not, nobody can tell.
+            sending, _ = self._in_flight
+            self._in_flight = None
+            sending._done(TransientSendError("server disconnected before answering"))
         conn, self._conn = self._conn, None
         _close_quietly(conn)
 
@@ -267,12 +477,38 @@ def open_transport(
     )
 
 
-def _send(conn: smtplib.SMTP, msg: Message) -> dict:
-    """Send one message, as `send_message` would but serialised by `wire`."""
-    envelope = _envelope(msg)
-    if envelope is None:
-        return conn.send_message(msg)
-    return conn.sendmail(envelope[0], envelope[1], wire(msg))
+class _Dropped(Exception):
+    """The server hung up before this message's content went out (worth one new try)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _reply(conn: smtplib.SMTP) -> tuple[int, bytes]:
+    """Read one (possibly multi-line) reply."""
+    return conn.getreply()
+
+
+def _quote(address: str) -> str:
+    """Return an envelope address in angle brackets, as smtplib.quoteaddr does."""
+    if _BARE_ADDRESS.fullmatch(address):
+        return f"<{address}>"  # the common case, without the address parser
+    return smtplib.quoteaddr(address)
+
+
+def _data_block(data: bytes) -> bytes:
+    """Return `wire` output (CRLF line ends) as a DATA block: dots doubled, "." at the end.
+
+    What smtplib's `data()` does, with a C-level replace instead of a regular
+    expression over the whole message.
+    """
+    if data.startswith(b"."):
+        data = b"." + data
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
 
 
 def _envelope(msg: Message) -> tuple[str, list[str]] | None:
@@ -314,7 +550,7 @@ def wire(msg: Message) -> bytes:
     `nudger.emails.build_message` makes them, only need their headers folded
     and their line ends made CRLF. Anything else goes through the Generator.
     """
-    policy = msg.policy.clone(linesep="\r\n")
+    policy = _crlf(msg.policy)
     out: list[str] = []
     try:
         _wire(msg, policy, out)
@@ -327,19 +563,24 @@ def wire(msg: Message) -> bytes:
 
 def _wire(part: Message, policy, out: list[str]) -> None:
     """Append one part (headers, blank line, body) to `out`, or raise _Unusual."""
+    content_type = None
     for name, value in part.raw_items():
-        out.append(policy.fold(name, value))
+        out.append(_fold(policy, name, value))
+        if name.lower() == "content-type":
+            content_type = value
     out.append("\r\n")
     payload = part._payload  # what the Generator reads, without get_payload's decoding
     if isinstance(payload, list):
-        boundary = part.get_boundary()
+        boundary = _boundary(content_type)
         if not boundary or part.preamble is not None or part.epilogue is not None:
             raise _Unusual
         for index, sub in enumerate(payload):
             out.append(f"--{boundary}\r\n" if index == 0 else f"\r\n--{boundary}\r\n")
             _wire(sub, policy, out)
         out.append(f"\r\n--{boundary}--\r\n")
-    elif isinstance(payload, str) and part.get_content_maintype() != "message":
+    elif isinstance(payload, str) and (
+        _maintype(content_type) if content_type else part.get_content_maintype()
+    ) != "message":
         if not payload.isascii():
             raise _Unusual  # 8-bit or surrogate-escaped text: the Generator re-encodes it
         if "\r" in payload:
@@ -347,6 +588,42 @@ def _wire(part: Message, policy, out: list[str]) -> None:
         out.append(payload.replace("\n", "\r\n"))
     elif payload is not None:
         raise _Unusual
+
+
+# Most headers of a batch's messages repeat (Content-Type, From, MIME-Version):
+# each distinct one is folded and parsed once per process.
+@lru_cache(maxsize=64)
+def _crlf(policy):
+    return policy.clone(linesep="\r\n")
+
+
+def _fold(policy, name: str, value) -> str:
+    if type(value) is str:
+        return _fold_text(policy, name, value)
+    return policy.fold(name, value)
+
+
+@lru_cache(maxsize=4096)
+def _fold_text(policy, name: str, value: str) -> str:
+    return policy.fold(name, value)
+
+
+@lru_cache(maxsize=256)
+def _boundary(content_type) -> str | None:
+    """Return the boundary parameter of a Content-Type value, as Message.get_boundary does."""
+    if content_type is None:
+        return None
+    probe = Message()
+    probe["Content-Type"] = str(content_type)
+    return probe.get_boundary()
+
+
+@lru_cache(maxsize=256)
+def _maintype(content_type) -> str:
+    """Return the main type of a Content-Type value."""
+    probe = Message()
+    probe["Content-Type"] = str(content_type)
+    return probe.get_content_maintype()
 
 
 def _classify(code: int | None, detail: str) -> SendError:

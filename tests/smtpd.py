@@ -6,7 +6,8 @@ answers the next message with 550; `sink.drop_next()` hangs up on it;
 `sink.disconnect_all()` closes idle connections as a server's timeout would;
 `sink.go_away_after(n)` stops the server after n more messages, as a crash or
 restart would. `SmtpSink(delay=0.2)` takes that long to accept each message;
-`SmtpSink(port=p)` listens on a given port (a server coming back).
+`SmtpSink(port=p)` listens on a given port (a server coming back);
+`SmtpSink(pipelining=True)` offers RFC 2920 PIPELINING.
 """
 
 from __future__ import annotations
@@ -55,6 +56,16 @@ class _Handler:
 
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.sink.pipelining:
+            # aiosmtpd reads commands in order from its buffer, so it can take
+            # RFC 2920 pipelining; it just does not say so.
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -134,10 +145,12 @@ class SmtpSink:
         credentials: tuple[str, str] | None = None,
         port: int | None = None,
         delay: float = 0.0,
+        pipelining: bool = False,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or _free_port(self.host)
         self.delay = delay
+        self.pipelining = pipelining
         self._go_away_at: int | None = None
         self.messages: list[Received] = []
         self.connections = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import smtplib
 import ssl
 import subprocess
 import time
@@ -39,9 +40,11 @@ def wait_for(predicate, seconds: float = 5.0) -> bool:
     return predicate()
 
 
-@pytest.fixture
-def sink():
-    with SmtpSink() as server:
+@pytest.fixture(params=[False, True], ids=["serial", "pipelining"])
+def sink(request):
+    # Every test runs against a server with and without RFC 2920 PIPELINING:
+    # the transport sends the two ways, and must fail and recover alike.
+    with SmtpSink(pipelining=request.param) as server:
         yield server
 
 
@@ -178,6 +181,77 @@ def test_connection_refused_is_transient():
 
     assert failure.value.code is None
     assert "cannot connect" in failure.value.detail
+
+
+def test_start_returns_before_the_answer_which_the_next_message_reads(sink):
+    sink.fail_next(1, 554, "5.7.1 Message rejected as spam", stage="DATA")
+    with open_transport(sink.url()) as transport:
+        first = transport.start(mail(1))
+        assert not first.settled  # written; the server's answer is not read yet
+        second = transport.start(mail(2))
+        assert first.settled  # the second message read it before its own envelope
+        with pytest.raises(PermanentSendError) as failure:
+            first.result()
+        second.result()
+
+    assert failure.value.code == 554
+    assert [r.message["Subject"] for r in sink.messages] == ["Message 2"]
+    assert sink.connections == 1
+
+
+def test_a_hang_up_after_the_content_fails_that_message_and_the_next_reconnects(sink):
+    sink.drop_next(1, stage="DATA", after=1)
+    with open_transport(sink.url()) as transport:
+        transport.send(mail(1))
+        second = transport.start(mail(2))
+        third = transport.start(mail(3))
+        with pytest.raises(TransientSendError) as failure:
+            second.result()  # sent or not, nobody can tell: it is tried again later
+        third.result()
+
+    assert failure.value.code is None
+    assert [r.message["Subject"] for r in sink.messages] == ["Message 1", "Message 3"]
+    assert sink.connections == 2
+
+
+def test_closing_reads_the_last_answer(sink):
+    sink.fail_next(1, 451, "4.3.0 Local error, try later", stage="DATA")
+    with open_transport(sink.url()) as transport:
+        last = transport.start(mail(1))
+    with pytest.raises(TransientSendError):
+        last.result()
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_with_pipelining_a_message_takes_two_writes_instead_of_four(monkeypatch, pipelining):
+    writes: list[bytes] = []
+    real_send = smtplib.SMTP.send
+
+    def counting_send(self, data):
+        writes.append(data if isinstance(data, bytes) else data.encode())
+        return real_send(self, data)
+
+    with SmtpSink(pipelining=pipelining) as sink, open_transport(sink.url()) as transport:
+        transport.send(mail(1))
+        monkeypatch.setattr(smtplib.SMTP, "send", counting_send)
+        transport.send(mail(2))
+        monkeypatch.undo()  # not the QUIT
+
+    assert len(sink.messages) == 2
+    if pipelining:  # MAIL, RCPT and DATA together; then the content
+        assert len(writes) == 2 and writes[0].count(b"\r\n") == 3
+    else:  # MAIL, RCPT, DATA, content, each after the answer to the one before
+        assert len(writes) == 4
+
+
+def test_lines_that_begin_with_a_dot_arrive_intact(sink):
+    msg = mail(1)
+    body = ".hidden\n..two dots\nplain\n.\nlast line\n"
+    msg.set_content(body)
+    with open_transport(sink.url()) as transport:
+        transport.send(msg)
+
+    assert sink.messages[0].message.get_content().replace("\r\n", "\n") == body
 
 
 def test_credentials_in_the_url_are_decoded_and_used():
