@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
@@ -25,7 +25,14 @@ from nudger.config import Settings
 from nudger.db import utcnow
 from nudger.messages import COMPOSERS, compose
 from nudger.models import CapturedMail, Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
-from nudger.transport import PermanentSendError, TransientSendError, Transport, open_transport
+from nudger.transport import (
+    PermanentSendError,
+    SendError,
+    Sending,
+    TransientSendError,
+    Transport,
+    open_transport,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,50 +166,116 @@ def _send_rows(
     held: datetime,
     counts: Counter,
 ) -> None:
-    """Deliver claimed rows in order, renewing the lease and committing in groups."""
+    """Deliver claimed rows in order, renewing the lease and committing in groups.
+
+    Each message is built while the server stores the one before: the
+    transport returns once a message is written, and its answer is read when
+    the next one starts. Outcomes go to the database in groups, as one
+    statement each.
+    """
     lease = timedelta(seconds=settings.send_lease_seconds)
-    started = last_commit = time.monotonic()
+    started = last_commit = last_renew = time.monotonic()
     mine = {row.id for row in rows}
-    uncommitted = 0
+    outcomes = _Outcomes(session)
+    in_flight: tuple[Outbox, Sending, datetime, str, str] | None = None
     for index, row in enumerate(rows):
         clock = time.monotonic()
         at = now + timedelta(seconds=clock - started)
-        due = uncommitted >= COMMIT_EVERY or clock - last_commit > COMMIT_SECONDS
-        if due or clock - last_commit > lease.total_seconds() / 3:
-            # Commit what went out, and renew the lease on the rest: a slow
-            # server or a long batch keeps its rows, and a row whose lease ran
-            # out and went to another worker is found here and never sent.
-            session.commit()
+        if len(outcomes) >= COMMIT_EVERY or clock - last_commit > COMMIT_SECONDS:
+            outcomes.commit()
+            last_commit = clock
+        if clock - last_renew > lease.total_seconds() / 3:
+            # A slow server or a long batch keeps its rows; a row whose lease
+            # ran out and went to another worker is found here and never sent.
+            outcomes.commit()
             until = at + lease
             mine = renew(session, [r.id for r in rows[index:]], held, until)
-            held, last_commit, uncommitted = until, clock, 0
+            if in_flight is not None:
+                mine.add(in_flight[0].id)
+            held, last_renew = until, clock
         if row.id not in mine:
             counts["lost"] += 1
             continue
-        outcome = deliver(session, settings, transport, row, at)
-        counts[outcome if outcome != "unreachable" else "retrying"] += 1
-        uncommitted += 1
-        if outcome == "unreachable":
+        prepared = _prepare(session, settings, row, at)
+        if isinstance(prepared, tuple):  # failed or cancelled before sending
+            label, values = prepared
+            outcomes.add(row, values)
+            counts[label] += 1
+            continue
+        sending = transport.start(prepared)
+        if in_flight is not None:
+            counts[_record(outcomes, settings, *in_flight)] += 1
+        message_id, subject = _header(prepared, "Message-ID"), _header(prepared, "Subject")
+        in_flight = (row, sending, at, message_id, subject)
+        if sending.settled and _unreachable(sending.error):
             # No answer at all (refused, dropped, timed out): the rest of the batch
             # would only wait for the same timeout. Hand it back, unattempted.
-            session.commit()
+            counts[_record(outcomes, settings, *in_flight)] += 1
+            outcomes.commit()
             rest = [r.id for r in rows[index + 1 :] if r.id in mine]
             retry_at = at + timedelta(minutes=BACKOFF_MINUTES[0])
             counts["deferred"] += release(session, rest, held, retry_at)
             return
-    session.commit()
+    if in_flight is not None:
+        counts[_record(outcomes, settings, *in_flight)] += 1
+    outcomes.commit()
 
 
-def deliver(
-    session: Session, settings: Settings, transport: Transport, row: Outbox, now: datetime
-) -> str:
-    """Render and send one claimed row; record the outcome on it and return it.
+class _Outcomes:
+    """Outcomes of sent rows, written together: one UPDATE per group, not one per row."""
 
-    Outcomes: sent, failed, cancelled (nothing left to say), retrying (a 4xx
-    answer), unreachable (no answer: the server is down or dropped us).
-    """
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.rows: list[dict] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, row: Outbox, values: dict) -> None:
+        """Queue the new column values of one row (the rest stay as they are)."""
+        self.rows.append(
+            {
+                "row_id": row.id,
+                "state": values["state"],
+                "last_error": values.get("last_error"),
+                "sent_at": values.get("sent_at", row.sent_at),
+                "message_id": values.get("message_id", row.message_id),
+                "subject": values.get("subject", row.subject),
+                "next_attempt_at": values.get("next_attempt_at", row.next_attempt_at),
+                "enqueued_at": values.get("enqueued_at", row.enqueued_at),
+            }
+        )
+
+    def commit(self) -> None:
+        """Write the queued outcomes and commit (with anything else the session holds)."""
+        if self.rows:
+            table = Outbox.__table__
+            self.session.execute(
+                update(table)
+                .where(table.c.id == bindparam("row_id"))
+                .values(
+                    state=bindparam("state"),
+                    last_error=bindparam("last_error"),
+                    sent_at=bindparam("sent_at"),
+                    message_id=bindparam("message_id"),
+                    subject=bindparam("subject"),
+                    next_attempt_at=bindparam("next_attempt_at"),
+                    enqueued_at=bindparam("enqueued_at"),
+                    lease_until=None,
+                ),
+                self.rows,
+                execution_options={"synchronize_session": False},
+            )
+            self.rows = []
+        self.session.commit()
+
+
+def _prepare(
+    session: Session, settings: Settings, row: Outbox, now: datetime
+) -> EmailMessage | tuple[str, dict]:
+    """Build one claimed row's message, or say why there is none: (outcome, values)."""
     if row.kind not in COMPOSERS:
-        return _fail(row, f"no email is defined for messages of kind {row.kind!r}")
+        return _failed(f"no email is defined for messages of kind {row.kind!r}")
     try:
         msg = compose(session, settings, row, now)
     except SQLAlchemyError:
@@ -210,26 +283,56 @@ def deliver(
     except Exception as exc:
         # A message that cannot be built will not build on retry either.
         log.exception("could not render outbox row %s", row.id)
-        return _fail(row, f"could not render: {type(exc).__name__}: {exc}")
+        return _failed(f"could not render: {type(exc).__name__}: {exc}")
     if msg is None:
-        row.state, row.last_error, row.lease_until = "cancelled", "nothing left to send", None
-        return "cancelled"
-    row.message_id = _header(msg, "Message-ID")
-    row.subject = _header(msg, "Subject")[:500]
+        return "cancelled", {"state": "cancelled", "last_error": "nothing left to send"}
+    return msg
+
+
+def _record(
+    outcomes: _Outcomes,
+    settings: Settings,
+    row: Outbox,
+    sending: Sending,
+    now: datetime,
+    message_id: str,
+    subject: str,
+) -> str:
+    """Wait for one message's answer, queue its row's outcome, and return the outcome.
+
+    Outcomes: sent, failed, retrying (a 4xx or no answer: tried again later).
+    """
+    ids = {"message_id": message_id, "subject": subject[:500]}
     try:
-        transport.send(msg)
+        sending.result()
     except PermanentSendError as exc:
-        return _fail(row, f"{exc.code or ''} {exc.detail}".strip())
+        label, values = _failed(f"{exc.code or ''} {exc.detail}".strip())
+        outcomes.add(row, {**values, **ids})
+        return label
     except TransientSendError as exc:
         error = f"{exc.code or ''} {exc.detail}".strip()
         if row.attempts >= min(settings.max_attempts, len(BACKOFF_MINUTES) + 1):
-            return _fail(row, f"gave up after {row.attempts} attempts: {error}")
-        row.state, row.last_error, row.lease_until = "pending", error[:4000], None
-        row.next_attempt_at = now + timedelta(minutes=BACKOFF_MINUTES[row.attempts - 1])
-        row.enqueued_at = None  # the tick enqueues it again when it is due
-        return "unreachable" if exc.code is None else "retrying"
-    row.state, row.sent_at, row.lease_until, row.last_error = "sent", now, None, None
+            label, values = _failed(f"gave up after {row.attempts} attempts: {error}")
+            outcomes.add(row, {**values, **ids})
+            return label
+        outcomes.add(
+            row,
+            {
+                "state": "pending",
+                "last_error": error[:4000],
+                "next_attempt_at": now + timedelta(minutes=BACKOFF_MINUTES[row.attempts - 1]),
+                "enqueued_at": None,  # the tick enqueues it again when it is due
+                **ids,
+            },
+        )
+        return "retrying"
+    outcomes.add(row, {"state": "sent", "sent_at": now, **ids})
     return "sent"
+
+
+def _unreachable(error: SendError | None) -> bool:
+    """True for no answer at all (refused, dropped, timed out), as opposed to a reply."""
+    return isinstance(error, TransientSendError) and error.code is None
 
 
 def _header(msg: EmailMessage, name: str) -> str:
@@ -242,9 +345,8 @@ def _header(msg: EmailMessage, name: str) -> str:
     return ""
 
 
-def _fail(row: Outbox, error: str) -> str:
-    row.state, row.last_error, row.lease_until = "failed", error[:4000], None
-    return "failed"
+def _failed(error: str) -> tuple[str, dict]:
+    return "failed", {"state": "failed", "last_error": error[:4000]}
 
 
 def _load(session: Session, ids: list[int]) -> list[Outbox]:
