@@ -25,7 +25,14 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import css_inline
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2 import (
+    Environment,
+    FileSystemBytecodeCache,
+    FileSystemLoader,
+    StrictUndefined,
+    pass_context,
+    select_autoescape,
+)
 from jinja2.runtime import Context
 from markdown_it import MarkdownIt
 from markupsafe import Markup
@@ -261,6 +268,9 @@ def make_environment(templates_dir: Path | str = TEMPLATES_DIR) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # Compiled templates are kept in Jinja's per-user cache folder, keyed on
+        # each template's source: a worker starts without compiling them again.
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters.update(
         markdown=markdown_filter,
@@ -272,6 +282,16 @@ def make_environment(templates_dir: Path | str = TEMPLATES_DIR) -> Environment:
         plural=plural,
     )
     return env
+
+
+@cache
+def _bytecode_cache() -> FileSystemBytecodeCache | None:
+    # The pattern keeps these apart from any other environment's compiled code
+    # (the cache key is the template's name and file, not the options).
+    try:
+        return FileSystemBytecodeCache(pattern="__nudger_email_%s.cache")
+    except (OSError, RuntimeError):
+        return None  # no writable temporary folder: compile in memory
 
 
 @cache
