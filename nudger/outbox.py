@@ -57,20 +57,31 @@ def claim(
     backoff after that (a duplicate job of an earlier attempt) is left alone.
     It is not the worker's clock, because `tick --now` may decide in its future.
     """
+    return [row.id for row in claim_rows(session, ids, now, lease, due_by)]
+
+
+def claim_rows(
+    session: Session,
+    ids: list[int],
+    now: datetime,
+    lease: timedelta,
+    due_by: datetime | None = None,
+) -> list[Outbox]:
+    """Claim as `claim` does, and return the rows won, oldest first (one statement)."""
     if not ids:
         return []
     conditions = [Outbox.id.in_(ids), Outbox.state == "pending"]
     if due_by is not None:
         conditions.append(Outbox.next_attempt_at <= due_by)
-    result = session.execute(
+    won = session.scalars(
         update(Outbox)
         .where(*conditions)
         .values(state="sending", lease_until=now + lease, attempts=Outbox.attempts + 1)
-        .returning(Outbox.id)
-    )
-    won = sorted(r[0] for r in result)
+        .returning(Outbox),
+        execution_options={"synchronize_session": False},
+    ).all()
     session.commit()
-    return won
+    return sorted(won, key=lambda row: row.id)
 
 
 def renew(session: Session, ids: list[int], held: datetime, until: datetime) -> set[int]:
@@ -133,11 +144,10 @@ def send_batch(
     lease = timedelta(seconds=settings.send_lease_seconds)
     counts: Counter = Counter()
     with Session(engine, expire_on_commit=False) as session:
-        won = claim(session, ids, now, lease, due_by)
-        counts["skipped"] = len(ids) - len(won)
-        if not won:
+        rows = claim_rows(session, ids, now, lease, due_by)
+        counts["skipped"] = len(ids) - len(rows)
+        if not rows:
             return dict(counts)
-        rows = _load(session, won)
         preload(session, rows)
 
         def capture(msg: EmailMessage) -> None:
@@ -347,15 +357,6 @@ def _header(msg: EmailMessage, name: str) -> str:
 
 def _failed(error: str) -> tuple[str, dict]:
     return "failed", {"state": "failed", "last_error": error[:4000]}
-
-
-def _load(session: Session, ids: list[int]) -> list[Outbox]:
-    """Return the claimed rows, oldest first."""
-    rows: list[Outbox] = []
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = ids[start : start + IN_CHUNK]
-        rows.extend(session.exec(select(Outbox).where(Outbox.id.in_(chunk))))
-    return sorted(rows, key=lambda r: r.id)
 
 
 def preload(session: Session, rows: Iterable[Outbox]) -> None:
