@@ -15,7 +15,7 @@ from nudger.emails import KINDS
 from nudger.models import CapturedMail, EnrolmentStep, Outbox
 from nudger.outbox import claim, renew, send_batch
 from nudger.tick import requeue_stale, tick
-from nudger.transport import wire
+from nudger.wire import wire
 from tests.factories import make_enrolment, make_journey, make_person
 from tests.smtpd import SmtpSink
 from tests.test_emails import ctx_for, message, request_invite
