@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/send.py [--messages 5000] [--runs 3] [--workers 1 2]
         [--database-url URL] [--redis-url URL] [--batch-size 100]
+        [--sink fast|aiosmtpd] [--no-pipelining]
 
 Both measurements use one fast loopback SMTP sink (bench/smtpsink.py, in its
 own process), so they see the same server:
@@ -19,7 +20,9 @@ Runs alternate (nudger, smtplib, nudger, ...) so background load hits both
 alike; the medians are printed with the ratio, and the CPU seconds each side
 used (wall time on a busy machine says more about the machine). Target: one
 worker at least 0.5 of bare smtplib (goal 0.7), and two workers close to twice
-one. `--sink aiosmtpd` measures against the server the tests use instead.
+one. The sink offers PIPELINING (RFC 2920), as production relays do: Nudger
+uses it and smtplib does not. `--no-pipelining` measures without it, and
+`--sink aiosmtpd` against the server the tests use (which never offers it).
 """
 
 from __future__ import annotations
@@ -103,12 +106,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_sink(kind: str = "fast") -> tuple[subprocess.Popen, int]:
+def start_sink(kind: str = "fast", pipelining: bool = True) -> tuple[subprocess.Popen, int]:
     """Start bench/smtpsink.py in its own process; return it and its port."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "smtpsink.py"), str(port)]
-        + (["--aiosmtpd"] if kind == "aiosmtpd" else []),
+        + (["--aiosmtpd"] if kind == "aiosmtpd" else [])
+        + ([] if pipelining else ["--no-pipelining"]),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -289,7 +293,7 @@ def run_nudger(
 def _sample_message(session: Session, url: str, tmp: Path) -> bytes:
     """Compose one of the sent messages again, byte for byte as the worker built it."""
     from nudger.messages import compose
-    from nudger.transport import wire
+    from nudger.wire import wire
 
     settings = load_settings(
         {
@@ -338,8 +342,13 @@ def main() -> None:
         default="fast",
         help="the loopback SMTP server both measurements send to",
     )
+    parser.add_argument(
+        "--no-pipelining",
+        action="store_true",
+        help="the fast sink does not offer PIPELINING (aiosmtpd never does)",
+    )
     args = parser.parse_args()
-    sink, port = start_sink(args.sink)
+    sink, port = start_sink(args.sink, pipelining=not args.no_pipelining)
     runs: dict[str, list[dict]] = {"smtplib": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -370,11 +379,13 @@ def main() -> None:
         return statistics.median(r[field] for r in runs[key])
 
     n = args.messages
+    pipelining = args.sink == "fast" and not args.no_pipelining
+    sink_name = f"{args.sink} sink ({'with' if pipelining else 'no'} PIPELINING)"
     db = "PostgreSQL" if args.database_url.startswith("postgres") else "SQLite"
     load = os.getloadavg()[0]
     print(
-        f"\n{n:,} step emails with invites, {db}, batch size {args.batch_size}, {args.sink} "
-        f"sink, median of {args.runs} runs, {os.cpu_count()} CPUs (load now {load:.1f}):"
+        f"\n{n:,} step emails with invites, {db}, batch size {args.batch_size}, {sink_name}, "
+        f"median of {args.runs} runs, {os.cpu_count()} CPUs (load now {load:.1f}):"
     )
     base = n / median("smtplib", "seconds")
     print(
