@@ -23,6 +23,10 @@ signed with it keep working, new links use the new key.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import time
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -119,7 +123,36 @@ def make_token(
     settings: Settings, purpose: str, subject_id: int, now: datetime | None = None
 ) -> str:
     """Return a URL-safe token for `subject_id` and `purpose`, signed at `now`."""
+    if type(subject_id) is int and 0 <= subject_id < _SHORT_IDS and purpose in PURPOSES:
+        # Every token Nudger makes: the same bytes as the serializer below, which
+        # reads them back (tests compare the two), at a third of the cost.
+        timestamp = int(now.timestamp()) if now else int(time.time())
+        return _sign_id(_signing_key(settings.secret_key, purpose), subject_id, timestamp)
     return _serializer(settings, purpose, now).dumps(subject_id)
+
+
+# Ids below this serialise to JSON too short for itsdangerous to compress
+# (zlib's output is never under 9 bytes; it compresses only when 2 shorter).
+_SHORT_IDS = 10**10
+
+
+@lru_cache(maxsize=64)
+def _signing_key(secret_key: str, purpose: str) -> bytes:
+    """itsdangerous' "django-concat" key for the salt "nudger.<purpose>" (SHA-1)."""
+    return hashlib.sha1(f"nudger.{purpose}".encode() + b"signer" + secret_key.encode()).digest()
+
+
+def _sign_id(key: bytes, subject_id: int, timestamp: int) -> str:
+    """Return URLSafeTimedSerializer(...).dumps(subject_id) for a short id, made directly:
+    base64(JSON) "." base64(timestamp) "." base64(HMAC-SHA1 of the two)."""
+    payload = _b64(str(subject_id).encode())
+    stamp = _b64(timestamp.to_bytes(8, "big").lstrip(b"\x00"))
+    value = payload + b"." + stamp
+    return (value + b"." + _b64(hmac.digest(key, value, "sha1"))).decode("ascii")
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def read_token(settings: Settings, purpose: str, token: str, now: datetime | None = None) -> int:
