@@ -7,6 +7,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
 from functools import lru_cache
+from typing import TypeVar
 
 from sqlmodel import Session, func, select
 
@@ -17,6 +18,18 @@ from nudger.emails import build_message, make_message_id
 from nudger.invites import InviteEvent, build_invites, make_uid
 from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
 from nudger.skeletons import Personal, render_personal
+
+M = TypeVar("M")
+
+
+# session.info key of the objects a send batch loaded, by (model, id).
+PRELOADED = "nudger.preloaded"
+
+
+def loaded(session: Session, model: type[M], ident: int) -> M | None:
+    """Return an object a send batch preloaded (a dict lookup), else `session.get` it."""
+    found = session.info.get(PRELOADED, {}).get((model, ident))
+    return found if found is not None else session.get(model, ident)
 
 
 def sender_domain(settings: Settings) -> str:
@@ -77,15 +90,15 @@ def compose_step(
     session: Session, settings: Settings, row: Outbox, now: datetime
 ) -> EmailMessage | None:
     """Build the email carrying one or more steps, with their invites."""
-    # session.get: a send batch has preloaded these (nudger.outbox.preload).
-    sent = [session.get(EnrolmentStep, i) for i in row.payload["enrolment_step_ids"]]
+    # A send batch has preloaded these (nudger.outbox.preload).
+    sent = [loaded(session, EnrolmentStep, i) for i in row.payload["enrolment_step_ids"]]
     sent = [es for es in sent if es is not None and es.status != "cancelled"]
     if not sent:
         return None
-    enrolment = session.get(Enrolment, row.enrolment_id)
-    person = session.get(Person, enrolment.person_id)
-    journey = session.get(Journey, enrolment.journey_id)
-    steps = {es.step_id: session.get(Step, es.step_id) for es in sent}
+    enrolment = loaded(session, Enrolment, row.enrolment_id)
+    person = loaded(session, Person, enrolment.person_id)
+    journey = loaded(session, Journey, enrolment.journey_id)
+    steps = {es.step_id: loaded(session, Step, es.step_id) for es in sent}
     sent.sort(key=lambda es: steps[es.step_id].position)
     total = live_step_count(session, journey.id)
     # Everyone on the same steps, dates and zone gets the same email but for

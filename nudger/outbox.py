@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 
 from nudger.config import Settings
 from nudger.db import utcnow
-from nudger.messages import COMPOSERS, compose
+from nudger.messages import COMPOSERS, PRELOADED, compose
 from nudger.models import CapturedMail, Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
 from nudger.transport import (
     PermanentSendError,
@@ -362,23 +362,26 @@ def _failed(error: str) -> tuple[str, dict]:
 def preload(session: Session, rows: Iterable[Outbox]) -> None:
     """Load what a batch's messages name in a few queries, so composing issues none.
 
-    Composers look objects up with `session.get`, which then finds them in the
-    session's identity map. That map holds objects weakly, so the session keeps
-    a strong reference for as long as it lives (one batch).
+    Composers look objects up with `nudger.messages.loaded`, which finds them in
+    an index kept in the session's `info` for as long as it lives (one batch),
+    or with `session.get`, which finds them in its identity map.
     """
     rows = list(rows)
     step_row_ids = {i for r in rows for i in _step_row_ids(r.payload)}
     enrolment_ids = {r.enrolment_id for r in rows if r.enrolment_id}
-    kept: list = session.info.setdefault("nudger.preloaded", [])
-    kept += _fetch(session, EnrolmentStep, EnrolmentStep.id, step_row_ids)
+    index: dict = session.info.setdefault(PRELOADED, {})
     enrolments = _fetch(session, Enrolment, Enrolment.id, enrolment_ids)
-    kept += enrolments
     person_ids = {r.person_id for r in rows if r.person_id} | {e.person_id for e in enrolments}
     journey_ids = {e.journey_id for e in enrolments}
-    kept += _fetch(session, Person, Person.id, person_ids)
-    kept += _fetch(session, Journey, Journey.id, journey_ids)
     steps = _fetch(session, Step, Step.journey_id, journey_ids)
-    kept += steps
+    for model, objects in (
+        (EnrolmentStep, _fetch(session, EnrolmentStep, EnrolmentStep.id, step_row_ids)),
+        (Enrolment, enrolments),
+        (Person, _fetch(session, Person, Person.id, person_ids)),
+        (Journey, _fetch(session, Journey, Journey.id, journey_ids)),
+        (Step, steps),
+    ):
+        index.update(((model, o.id), o) for o in objects)
     counts: dict[int, int] = session.info.setdefault("nudger.live_steps", {})
     for journey_id in journey_ids:
         counts[journey_id] = sum(1 for s in steps if s.journey_id == journey_id and not s.removed)
