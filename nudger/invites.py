@@ -102,9 +102,9 @@ def build_invite(
     last = _month(max(starts) + _TZ_MARGIN + timedelta(days=31))
     zones = sorted({e.tz for e in events if e.tz not in _UTC})
     ics = (
-        "".join(_fold(line) for line in lines).encode()
+        "".join([_fold(line) for line in lines]).encode()
         + b"".join(_vtimezone(tzid, first, last) for tzid in zones)
-        + "".join(_fold(line) for line in [*body, "END:VCALENDAR"]).encode()
+        + "".join([_fold(line) for line in [*body, "END:VCALENDAR"]]).encode()
     )
     return Invite(method=method, ics=ics)
 
@@ -232,6 +232,8 @@ def _uri(value: str) -> str:
 
 def _fold(line: str) -> str:
     """Fold a content line at 75 octets, never inside a UTF-8 character (RFC 5545 3.1)."""
+    if len(line) <= 75 and line.isascii():
+        return line + "\r\n"  # most lines: nothing to fold, no need to encode
     data = line.encode()
     if len(data) <= 75:
         return line + "\r\n"
