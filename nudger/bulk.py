@@ -1,28 +1,71 @@
-"""Insert many rows at once, skipping those whose unique key exists, and say which went in.
+"""Many rows in one statement: inserts (that may skip existing keys), updates by id, and
+the `IN` of a chunk of ids.
 
 On PostgreSQL the rows travel as one array per column through `unnest`: one
 short statement, parsed and planned once, whatever the number of rows. A
 multi-row VALUES list (SQLAlchemy's "insertmanyvalues") has a placeholder per
 value, which psycopg re-parses on every call: for a thousand rows that costs
-more than the insert itself. SQLite, whose driver does not parse placeholders
-in Python, uses the multi-row VALUES list.
+more than the insert itself. The arrays go in psycopg's binary format: as text,
+quoting every timestamp and JSON document costs more client time than the
+server spends on the rows. SQLite gets the same shape: the rows travel as one
+JSON text read by `json_each`, so SQLite, not Python, takes them apart (a
+multi-row VALUES list costs SQLAlchemy Python work for every value).
+
+Either way each value is first turned into what its column type binds, as
+SQLAlchemy would have done it (each distinct date or time once: a tick's rows
+share a few instants), so the rows stored are the same.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Table, text
-from sqlalchemy.engine import Row
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    ColumnElement,
+    Date,
+    DateTime,
+    String,
+    Table,
+    Time,
+    TypeDecorator,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Dialect, Row
 from sqlmodel import Session
 
 from nudger.db import upsert_ignore
 
 BATCH = 1000  # rows per statement
+# json_each is built into SQLite from 3.38; older ones take the plain SQLAlchemy statements.
+SQLITE_JSON = sqlite3.sqlite_version_info >= (3, 38)
 
 _statements: dict[tuple, Any] = {}
+
+
+def among(session: Session, column: ColumnElement, ids: Sequence[int]) -> ColumnElement[bool]:
+    """Return `column IN ids` as one parameter: an array (PostgreSQL) or a JSON text (SQLite).
+
+    An IN list has a placeholder per id, which SQLAlchemy renders and the
+    driver parses again on every call: for 500 ids, a few milliseconds.
+    """
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(column.type)))
+    if name == "sqlite" and SQLITE_JSON:
+        values = func.json_each(bindparam(None, json.dumps(list(ids)), type_=String))
+        return column.in_(select(values.table_valued("value").c.value))
+    return column.in_(ids)
 
 
 def insert_ignoring(
@@ -41,58 +84,204 @@ def insert_ignoring(
         return []
     dialect = session.get_bind().dialect
     columns = tuple(rows[0])
-    key = (dialect.name, table.name, columns, tuple(unique), tuple(returning))
+    key = ("insert", dialect.name, table.name, columns, tuple(unique), tuple(returning))
     stmt = _statements.get(key)
     if stmt is None:
-        stmt = _statements[key] = (
-            _unnest_insert(dialect, table, columns, unique, returning)
-            if dialect.name == "postgresql"
-            else upsert_ignore(session, table, list(unique)).returning(
-                *(table.c[name] for name in returning)
-            )
-        )
+        stmt = _statements[key] = _insert(session, table, columns, unique, returning)
     found: list[Row] = []
     for start in range(0, len(rows), BATCH):
         batch = rows[start : start + BATCH]
-        if dialect.name == "postgresql":
-            found += session.execute(stmt, _arrays(dialect, table, columns, batch)).all()
-        else:
-            found += session.execute(stmt, batch).all()
+        values = [[row[name] for row in batch] for name in columns]
+        found += _run(session, table, stmt, columns, values, batch)
+    if dialect.name == "postgresql":
+        found = _processed(dialect, table, returning, found)
     return found
 
 
-def _unnest_insert(dialect, table: Table, columns, unique, returning):
-    """Build INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING."""
+def insert_all(session: Session, table: Table, rows: Sequence[dict]) -> None:
+    """Insert `rows` (dicts with the same keys); a clash of unique keys raises, as usual."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect
+    columns = tuple(rows[0])
+    key = ("insert", dialect.name, table.name, columns, None, ())
+    stmt = _statements.get(key)
+    if stmt is None:
+        stmt = _statements[key] = _insert(session, table, columns, None, ())
+    for start in range(0, len(rows), BATCH):
+        batch = rows[start : start + BATCH]
+        values = [[row[name] for row in batch] for name in columns]
+        _run(session, table, stmt, columns, values, batch, fetch=False)
+
+
+def update_by_id(
+    session: Session, table: Table, column: str, changes: Sequence[tuple[int, Any]]
+) -> None:
+    """Set `column` of each row to its value: `changes` holds (id, value) pairs, in id order.
+
+    On PostgreSQL the rows are locked in that order first, so two transactions
+    updating the same rows wait for each other instead of deadlocking.
+    """
+    if not changes:
+        return
+    dialect = session.get_bind().dialect
+    key = ("update", dialect.name, table.name, column)
+    stmt = _statements.get(key)
+    if stmt is None:
+        stmt = _statements[key] = _update(session, table, column)
+    for start in range(0, len(changes), BATCH):
+        batch = changes[start : start + BATCH]
+        ids, values = [c[0] for c in batch], [c[1] for c in batch]
+        if dialect.name == "postgresql":
+            lock, set_values = stmt
+            connection = session.connection()
+            connection.exec_driver_sql(lock, _pg_arrays(dialect, table, ("id",), [ids])).close()
+            arrays = _pg_arrays(dialect, table, ("id", column), [ids, values])
+            connection.exec_driver_sql(set_values, arrays)
+        elif dialect.name == "sqlite" and SQLITE_JSON:
+            session.execute(stmt, _json_rows(dialect, table, ("id", column), [ids, values]))
+        else:
+            session.execute(stmt, [{"b_id": i, "b_value": v} for i, v in batch])
+
+
+def _insert(session: Session, table: Table, columns, unique, returning):
+    """Build the INSERT for the session's database.
+
+    With `unique`, rows whose key exists are skipped (ON CONFLICT DO NOTHING);
+    with `returning`, the inserted rows' columns come back.
+    """
+    dialect = session.get_bind().dialect
     quote = dialect.identifier_preparer.quote
-    arrays, picks = [], []
+    tail = ""
+    if unique is not None:
+        tail += f" ON CONFLICT ({', '.join(quote(c) for c in unique)}) DO NOTHING"
+    if returning:
+        tail += f" RETURNING {', '.join(quote(c) for c in returning)}"
+    into = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+    if dialect.name == "postgresql":
+        source, picks = _pg_unnest(dialect, table, columns)
+        return f"{into}SELECT {', '.join(picks)} {source}{tail}"
+    if dialect.name == "sqlite" and SQLITE_JSON:
+        picks = ", ".join(f"json_extract(j.value, '$[{i}]')" for i in range(len(columns)))
+        # "WHERE true" tells SQLite's parser that ON CONFLICT belongs to the INSERT.
+        sql = f"{into}SELECT {picks} FROM json_each(:rows) AS j WHERE true{tail}"
+        return text(sql).columns(*(table.c[name] for name in returning))
+    stmt = insert(table) if unique is None else upsert_ignore(session, table, list(unique))
+    return stmt.returning(*(table.c[name] for name in returning)) if returning else stmt
+
+
+def _update(session: Session, table: Table, column: str):
+    """Build the UPDATE of one column from (id, value) pairs for the session's database."""
+    dialect = session.get_bind().dialect
+    quote = dialect.identifier_preparer.quote
+    name, target, id_ = quote(table.name), quote(column), quote("id")
+    if dialect.name == "postgresql":
+        lock = (
+            f"SELECT 1 FROM {name} WHERE {id_} = ANY(CAST(%(c0)b AS "
+            f"{table.c.id.type.compile(dialect=dialect)}[])) ORDER BY {id_} FOR NO KEY UPDATE"
+        )
+        source, picks = _pg_unnest(dialect, table, ("id", column))
+        set_values = f"UPDATE {name} SET {target} = {picks[1]} {source} WHERE {name}.{id_} = t.c0"
+        return lock, set_values
+    if dialect.name == "sqlite" and SQLITE_JSON:
+        return text(
+            f"UPDATE {name} SET {target} = json_extract(j.value, '$[1]') "
+            f"FROM json_each(:rows) AS j WHERE {name}.{id_} = json_extract(j.value, '$[0]')"
+        )
+    return (
+        update(table).where(table.c.id == bindparam("b_id")).values({column: bindparam("b_value")})
+    )
+
+
+def _run(
+    session: Session, table: Table, stmt, columns, values: list[list], batch, fetch: bool = True
+) -> list:
+    """Execute a built insert with one batch of rows; return the rows it returns."""
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
+        # psycopg's own placeholders (%(c0)b: binary), past SQLAlchemy's text().
+        result = session.connection().exec_driver_sql(
+            stmt, _pg_arrays(dialect, table, columns, values)
+        )
+    elif dialect.name == "sqlite" and SQLITE_JSON:
+        result = session.execute(stmt, _json_rows(dialect, table, columns, values))
+    else:
+        result = session.execute(stmt, batch)
+    return result.all() if fetch else []
+
+
+def _processed(dialect: Dialect, table: Table, returning, rows: list) -> list:
+    """Return rows read past SQLAlchemy as its column types would have handed them back."""
+    processors = [
+        table.c[name].type.dialect_impl(dialect).result_processor(dialect, None)
+        for name in returning
+    ]
+    if not any(processors):
+        return rows
+    return [tuple(p(v) if p else v for p, v in zip(processors, row, strict=True)) for row in rows]
+
+
+def _pg_unnest(dialect: Dialect, table: Table, columns) -> tuple[str, list[str]]:
+    """Return "FROM unnest(arrays) AS t(c0, c1, ...)", each array cast to its column's
+    type, and the expression that reads each column's value from t."""
+    arrays, aliases, picks = [], [], []
     for i, name in enumerate(columns):
         column = table.c[name]
         if isinstance(column.type, JSON):
             # JSON goes in as text and is cast back: psycopg has no array-of-json dumper.
-            arrays.append(f"CAST(:c{i} AS TEXT[])")
+            arrays.append(f"CAST(%(c{i})b AS TEXT[])")
             picks.append(f"CAST(t.c{i} AS JSON)")
         else:
-            arrays.append(f"CAST(:c{i} AS {column.type.compile(dialect=dialect)}[])")
+            arrays.append(f"CAST(%(c{i})b AS {column.type.compile(dialect=dialect)}[])")
             picks.append(f"t.c{i}")
-    aliases = ", ".join(f"c{i}" for i in range(len(columns)))
-    sql = (
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-        f"SELECT {', '.join(picks)} FROM unnest({', '.join(arrays)}) AS t({aliases}) "
-        f"ON CONFLICT ({', '.join(quote(c) for c in unique)}) DO NOTHING "
-        f"RETURNING {', '.join(quote(c) for c in returning)}"
-    )
-    return text(sql)
+        aliases.append(f"c{i}")
+    return f"FROM unnest({', '.join(arrays)}) AS t({', '.join(aliases)})", picks
 
 
-def _arrays(dialect, table: Table, columns, rows: Sequence[dict]) -> dict[str, list]:
+def _pg_arrays(dialect: Dialect, table: Table, columns, values: list[list]) -> dict[str, list]:
     """Return one list per column, each value processed as its column type binds it."""
     params = {}
-    for i, name in enumerate(columns):
+    for i, (name, column_values) in enumerate(zip(columns, values, strict=True)):
         column_type = table.c[name].type
-        values = [row[name] for row in rows]
         if isinstance(column_type, JSON):
-            params[f"c{i}"] = [json.dumps(v) for v in values]  # None is JSON null, as in SQLAlchemy
-            continue
-        process = column_type.bind_processor(dialect)
-        params[f"c{i}"] = [process(v) for v in values] if process else values
+            # None is JSON null, as in SQLAlchemy.
+            params[f"c{i}"] = [json.dumps(v) for v in column_values]
+        else:
+            params[f"c{i}"] = _bound(column_type, dialect, column_values)
     return params
+
+
+def _json_rows(dialect: Dialect, table: Table, columns, values: list[list]) -> dict[str, str]:
+    """Return the rows as one JSON array of arrays, each value as its column type binds it.
+
+    What SQLite stores for a bound value (text, integer, real or NULL) is what
+    json_extract hands back for its JSON form, so the rows come out the same.
+    (A binary column's bytes have no JSON form: such a table is not for this path.)
+    """
+    bound = [
+        _bound(table.c[name].type, dialect, column_values)
+        for name, column_values in zip(columns, values, strict=True)
+    ]
+    return {"rows": json.dumps(list(zip(*bound, strict=True)), ensure_ascii=False)}
+
+
+def _bound(column_type, dialect: Dialect, values: list) -> list:
+    """Return `values` as `column_type` binds them; each distinct date or time processed once."""
+    process: Callable | None = column_type.dialect_impl(dialect).bind_processor(dialect)
+    if process is None:
+        return values
+    if not _is_temporal(column_type):
+        return [process(v) for v in values]
+    done: dict = {}
+    out = []
+    for v in values:
+        if v not in done:
+            done[v] = process(v)
+        out.append(done[v])
+    return out
+
+
+def _is_temporal(column_type) -> bool:
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    return isinstance(column_type, (Date, DateTime, Time))
