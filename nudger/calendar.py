@@ -11,8 +11,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-import holidays as holidays_lib
-
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -49,6 +47,8 @@ def is_valid_country(code: str) -> bool:
 
 @lru_cache(maxsize=1)
 def _supported_countries() -> dict[str, frozenset[str]]:
+    import holidays as holidays_lib  # imported when first needed: it is slow to import
+
     return {
         country: frozenset(s.upper() for s in subdivs)
         for country, subdivs in holidays_lib.list_supported_countries().items()
@@ -62,6 +62,8 @@ def _holiday_dates(country: str, year: int) -> frozenset[date]:
     # "GB" alone has only the UK-wide days; "GB-ENG" adds England's Easter
     # Monday and August bank holiday, as "US-CA" adds California's.
     code, _, subdiv = country.partition("-")
+    import holidays as holidays_lib  # imported when first needed: it is slow to import
+
     found = holidays_lib.country_holidays(code, subdiv=subdiv or None, years=year)
     return frozenset(found.keys())
 
@@ -73,6 +75,15 @@ class WorkCalendar:
     weekdays: frozenset[int] = frozenset(range(5))  # Monday is 0
     country: str = ""
     skip_holidays: bool = True
+
+    def __post_init__(self) -> None:
+        # The fields as a plain tuple: the key of the caches below, hashed and
+        # compared in C, where the dataclass's own hash and eq run Python code
+        # every time (a tick asks thousands of times).
+        object.__setattr__(self, "key", (self.weekdays, self.country, self.skip_holidays))
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
     def is_working_day(self, d: date) -> bool:
         if d.weekday() not in self.weekdays:
@@ -89,7 +100,7 @@ class WorkCalendar:
 
     def add_working_days(self, d: date, n: int) -> date:
         """Return working day number `n` counting from `d` (day 0 is `d` or the next one)."""
-        return _add_working_days(self, d, n)
+        return _add_working_days(self.key, d, n)
 
     def working_days_between(self, start: date, end: date) -> int:
         """Count working days in (start, end]; 0 when end is not after start."""
@@ -101,8 +112,9 @@ class WorkCalendar:
 
 
 @lru_cache(maxsize=65536)
-def _add_working_days(cal: WorkCalendar, d: date, n: int) -> date:
+def _add_working_days(key: tuple[frozenset[int], str, bool], d: date, n: int) -> date:
     # Cached: every tick asks the same questions about the same cohorts' start dates.
+    cal = WorkCalendar(*key)
     d = cal.next_working_day(d)
     for _ in range(n):
         d = cal.next_working_day(d + timedelta(days=1))

@@ -18,21 +18,14 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import select
 
+from nudger.bulk import insert_all, insert_ignoring
 from nudger.calendar import WorkCalendar
 from nudger.db import upsert_ignore
-from nudger.models import (
-    AdminUser,
-    AuditLog,
-    Enrolment,
-    EnrolmentStep,
-    EscalationEvent,
-    Outbox,
-    Person,
-)
+from nudger.models import AdminUser, AuditLog, EscalationEvent, Outbox, Person
 from nudger.schedule import JourneyPlan, PlanStep
 
 if TYPE_CHECKING:
-    from nudger.tick import TickContext
+    from nudger.tick import ClosedStep, DueEnrolment, Learner, OpenStep, TickContext
 
 LEVELS = ("manager", "skip_level", "admin")
 CONFIRM = "confirm"  # the learner says done; their manager is asked to confirm it
@@ -45,6 +38,8 @@ class Noted:
 
     events: list[dict] = field(default_factory=list)
     reminders: list[dict] = field(default_factory=list)
+    # Why each message or event was written: audit rows, inserted together.
+    audits: list[dict] = field(default_factory=list)
     # (email, manager id) by person id, kept for the whole tick: managers repeat.
     people: dict[int, tuple[str, int | None]] = field(default_factory=dict)
     admins: list[str] | None = None
@@ -65,14 +60,14 @@ def sooner(*instants: datetime | None) -> datetime | None:
 
 
 def chase(
-    ctx: TickContext, enrolment: Enrolment, person: Person, rows: list[EnrolmentStep]
+    ctx: TickContext, enrolment: DueEnrolment, person: Learner, rows: list[OpenStep | ClosedStep]
 ) -> datetime | None:
     """Note the reminders and escalations due for open steps; return when to look again."""
     plan = ctx.plan(enrolment.journey_id)
-    steps = {s.id: s for s in plan.steps}
+    steps = plan.steps_by_id
     cal = plan.calendar(person, ctx.settings.default_country)
     tz, now, notes = person.timezone, ctx.now, noted(ctx)
-    crossed: list[tuple[EnrolmentStep, int]] = []
+    crossed: list[tuple[OpenStep, int]] = []
     checks: list[datetime | None] = []
     for row in rows:
         step = steps.get(row.step_id)
@@ -104,7 +99,7 @@ def chase(
 
 
 def _about(
-    enrolment: Enrolment, person: Person, plan: JourneyPlan, step: PlanStep, row: EnrolmentStep
+    enrolment: DueEnrolment, person: Learner, plan: JourneyPlan, step: PlanStep, row: OpenStep
 ) -> dict:
     return {
         "enrolment_id": enrolment.id,
@@ -119,7 +114,7 @@ def _about(
 
 
 def _reminders_reached(
-    plan: JourneyPlan, cal: WorkCalendar, tz: str, row: EnrolmentStep, now: datetime
+    plan: JourneyPlan, cal: WorkCalendar, tz: str, row: OpenStep, now: datetime
 ) -> tuple[int, datetime | None]:
     """Return how many reminder thresholds have come, and when the next one does."""
     reached = row.reminders_sent
@@ -135,7 +130,7 @@ def _reminders_reached(
 
 
 def _escalations_reached(
-    plan: JourneyPlan, cal: WorkCalendar, tz: str, row: EnrolmentStep, now: datetime
+    plan: JourneyPlan, cal: WorkCalendar, tz: str, row: OpenStep, now: datetime
 ) -> tuple[int, datetime | None]:
     """Return how many escalation thresholds have come, and when the next one does."""
     reached = row.escalation_level
@@ -149,17 +144,36 @@ def _escalations_reached(
 
 def _first_check_of_new_steps(
     ctx: TickContext,
-    enrolment: Enrolment,
+    enrolment: DueEnrolment,
     plan: JourneyPlan,
     cal: WorkCalendar,
     tz: str,
-    rows: list[EnrolmentStep],
+    rows: list[OpenStep | ClosedStep],
 ) -> datetime | None:
-    """Return the first check due for steps this tick has just sent (not in `rows` yet)."""
+    """Return the first check due for steps this tick has just sent (not in `rows` yet).
+
+    The same for every enrolment on the same schedule with the same steps had,
+    so it is worked out once per tick for each.
+    """
+    have = frozenset(row.step_id for row in rows) if rows else frozenset()
+    start, shift = enrolment.start_date, enrolment.shift_days
+    key = ("first check", plan.journey_id, cal.country, tz, start, shift, have)
+    if key not in ctx.memo:
+        ctx.memo[key] = _first_check(ctx, enrolment, plan, cal, tz, have)
+    return ctx.memo[key]
+
+
+def _first_check(
+    ctx: TickContext,
+    enrolment: DueEnrolment,
+    plan: JourneyPlan,
+    cal: WorkCalendar,
+    tz: str,
+    have: frozenset[int],
+) -> datetime | None:
     thresholds = [*plan.reminders, *(after for after, _ in plan.escalations)]
     if not thresholds and not any(s.confirmed_by == "manager" for s in plan.steps):
         return None
-    have = {row.step_id for row in rows}
     first = None
     for step in plan.steps:
         if step.id in have:
@@ -175,11 +189,11 @@ def _first_check_of_new_steps(
 
 
 def _reminder(
-    enrolment: Enrolment,
-    person: Person,
+    enrolment: DueEnrolment,
+    person: Learner,
     plan: JourneyPlan,
     steps: dict[int, PlanStep],
-    crossed: list[tuple[EnrolmentStep, int]],
+    crossed: list[tuple[OpenStep, int]],
 ) -> dict:
     """Return the one reminder of this tick for this enrolment, keyed by what crossed."""
     crossed = sorted(crossed, key=lambda item: steps[item[0].step_id].position)
@@ -214,6 +228,9 @@ def flush(ctx: TickContext) -> None:
     if notes.reminders:
         _write_reminders(ctx, notes.reminders)
         notes.reminders.clear()
+    if notes.audits:
+        insert_all(ctx.session, AuditLog.__table__, notes.audits)
+        notes.audits.clear()
 
 
 def _write_events(ctx: TickContext, notes: Noted) -> None:
@@ -313,10 +330,6 @@ def _write_reminders(ctx: TickContext, reminders: list[dict]) -> None:
 
 def write_messages(ctx: TickContext, messages: list[dict]) -> dict[str, int]:
     """Write outbox rows whose keys do not exist yet; return the new ids by key."""
-    table = Outbox.__table__
-    stmt = upsert_ignore(ctx.session, table, ["dedupe_key"]).returning(
-        table.c.id, table.c.dedupe_key, table.c.kind
-    )
     fixed = {
         "state": "pending",
         "attempts": 0,
@@ -326,22 +339,24 @@ def write_messages(ctx: TickContext, messages: list[dict]) -> dict[str, int]:
     }
     values = [{**message, **fixed} for message in messages]
     written = {}
-    for start in range(0, len(values), WRITE_BATCH):
-        for outbox_id, key, kind in ctx.session.execute(stmt, values[start : start + WRITE_BATCH]):
-            ctx.counts[kind] += 1
-            ctx.new_outbox_ids.append(outbox_id)
-            written[key] = outbox_id
+    returning = ("id", "dedupe_key", "kind")
+    for outbox_id, key, kind in insert_ignoring(
+        ctx.session, Outbox.__table__, values, ("dedupe_key",), returning
+    ):
+        ctx.counts[kind] += 1
+        ctx.new_outbox_ids.append(outbox_id)
+        written[key] = outbox_id
     return written
 
 
 def _audit(ctx: TickContext, action: str, enrolment_id: int, detail: dict) -> None:
-    ctx.session.add(
-        AuditLog(
-            at=ctx.now,
-            actor="tick",
-            action=action,
-            subject_type="enrolment",
-            subject_id=enrolment_id,
-            detail=detail,
-        )
+    noted(ctx).audits.append(
+        {
+            "at": ctx.now,
+            "actor": "tick",
+            "action": action,
+            "subject_type": "enrolment",
+            "subject_id": enrolment_id,
+            "detail": detail,
+        }
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import cached_property
 
 from nudger.calendar import (
     WorkCalendar,
@@ -47,6 +48,10 @@ class JourneyPlan:
     escalations: list[tuple[int, str]]
     digest: dict
     steps: list[PlanStep] = field(default_factory=list)
+    # One calendar per country, made once: a tick asks for one per enrolment.
+    _calendars: dict[str, WorkCalendar] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def build(cls, journey: Journey, steps: list[Step]) -> JourneyPlan:
@@ -88,9 +93,17 @@ class JourneyPlan:
 
     def country_calendar(self, country: str) -> WorkCalendar:
         """Return the working-day calendar of this journey in a country's holidays."""
-        return WorkCalendar(
-            weekdays=self.weekdays, country=country.upper(), skip_holidays=self.skip_holidays
-        )
+        cal = self._calendars.get(country)
+        if cal is None:
+            cal = self._calendars[country] = WorkCalendar(
+                weekdays=self.weekdays, country=country.upper(), skip_holidays=self.skip_holidays
+            )
+        return cal
+
+    @cached_property
+    def steps_by_id(self) -> dict[int, PlanStep]:
+        """Return the live steps by id (built once: the plan's steps do not change)."""
+        return {s.id: s for s in self.steps}
 
     def send_date(self, cal: WorkCalendar, start: date, shift: int, step: PlanStep) -> date:
         """Return the learner-local date on which `step` goes out."""

@@ -12,14 +12,15 @@ import logging
 import time as timer
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import update
 from sqlmodel import Session, select
 
 from nudger import digests, followups
-from nudger.bulk import insert_ignoring
+from nudger.bulk import among, insert_ignoring, update_by_id
+from nudger.calendar import WorkCalendar
 from nudger.config import Settings
 from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox, Person, Step, TickRun
 from nudger.schedule import JourneyPlan
@@ -32,6 +33,43 @@ CHUNK = 500
 REENQUEUE_AFTER = timedelta(minutes=2)
 
 
+class Learner(NamedTuple):
+    """What the tick reads of the person on an enrolment."""
+
+    id: int
+    email: str
+    timezone: str
+    country: str
+    manager_id: int | None
+
+
+class DueEnrolment(NamedTuple):
+    """An enrolment the tick visits: read as a plain row, its one change written in bulk."""
+
+    id: int
+    person_id: int
+    journey_id: int
+    status: str
+    start_date: date
+    shift_days: int
+    reminders_muted: bool
+    learner: Learner
+
+
+class NewSteps(NamedTuple):
+    """The steps an enrolment gets at this tick, and when its next step is due.
+
+    The same for every enrolment on the same journey, calendar, zone, start and
+    shift that already has the same steps: a cohort is worked out once per tick.
+    """
+
+    due: list[tuple[int, datetime, datetime | None]]  # (step id, due at, invite start)
+    next_at: datetime | None
+
+
+NO_STEPS: frozenset[int] = frozenset()
+
+
 class ClosedStep(NamedTuple):
     """A done or cancelled step of an enrolment: read-only, the tick never changes one."""
 
@@ -39,6 +77,28 @@ class ClosedStep(NamedTuple):
     enrolment_id: int
     step_id: int
     status: str
+
+
+@dataclass(slots=True)
+class OpenStep:
+    """A sent step not done yet: reminders and escalations move its counters.
+
+    Read as a plain row; the counters that changed are written back in bulk.
+    """
+
+    id: int
+    enrolment_id: int
+    step_id: int
+    due_at: datetime | None
+    snoozed_until: datetime | None
+    awaiting_confirmation: bool
+    reminders_sent: int
+    escalation_level: int
+    status: str = "sent"
+    loaded: tuple[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.loaded = (self.reminders_sent, self.escalation_level)
 
 
 @dataclass
@@ -59,6 +119,9 @@ class TickContext:
     settings: Settings
     now: datetime
     plans: dict[int, JourneyPlan] = field(default_factory=dict)
+    # Schedule answers that hold for the whole tick (`now` is fixed), keyed by
+    # a tuple whose first item names the question.
+    memo: dict[tuple, object] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
     new_outbox_ids: list[int] = field(default_factory=list)
     # Steps decided in this chunk, written together by `write_sent_steps`.
@@ -127,26 +190,19 @@ def tick(
     # lock rows in the same order and one waits for the other, never deadlocks.
     due_ids = sorted(session.exec(select(Enrolment.id).where(Enrolment.next_action_at <= now)))
     for start in range(0, len(due_ids), CHUNK):
-        chunk = due_ids[start : start + CHUNK]
-        enrolments = list(
-            session.exec(
-                select(Enrolment)
-                # Checked again: a tick beside this one may have done them already.
-                .where(Enrolment.id.in_(chunk), Enrolment.next_action_at <= now)
-                .order_by(Enrolment.id)
-            )
-        )
-        process_enrolments(ctx, enrolments)
+        process_enrolments(ctx, load_enrolments(session, due_ids[start : start + CHUNK], now))
         session.commit()
     digests.queue_digests(ctx)
     ctx.counts["requeued"] = requeue_stale(session, now, settings.max_attempts)
     session.commit()
-    ids = ctx.new_outbox_ids + stale_pending(session, now)
+    stale = stale_pending(session, now)
+    ids = ctx.new_outbox_ids + stale
     if enqueue and ids:
         from nudger.queue import enqueue_send
 
         enqueue_send(settings, sorted(set(ids)), now)
-        mark_enqueued(session, ids, now)
+        # Rows written by this tick already say enqueued_at = now: only the stale ones change.
+        mark_enqueued(session, stale, now)
     ctx.counts["enqueued"] = len(set(ids)) if enqueue else 0
     counts = {k: int(v) for k, v in sorted(ctx.counts.items())}
     session.add(
@@ -156,53 +212,92 @@ def tick(
     return counts
 
 
-def process_enrolments(ctx: TickContext, enrolments: list[Enrolment]) -> None:
+def load_enrolments(session: Session, ids: list[int], now: datetime) -> list[DueEnrolment]:
+    """Read these enrolments, if still due, with their learners: one query, plain rows."""
+    query = (
+        select(
+            Enrolment.id,
+            Enrolment.person_id,
+            Enrolment.journey_id,
+            Enrolment.status,
+            Enrolment.start_date,
+            Enrolment.shift_days,
+            Enrolment.reminders_muted,
+            Person.email,
+            Person.timezone,
+            Person.country,
+            Person.manager_id,
+        )
+        .join(Person, Person.id == Enrolment.person_id)
+        # Checked again: a tick beside this one may have done them already.
+        .where(among(session, Enrolment.id, ids), Enrolment.next_action_at <= now)
+        .order_by(Enrolment.id)
+    )
+    return [
+        DueEnrolment(e_id, p_id, j_id, status, start, shift, muted, Learner(p_id, *person))
+        for e_id, p_id, j_id, status, start, shift, muted, *person in session.exec(query)
+    ]
+
+
+def process_enrolments(ctx: TickContext, enrolments: list[DueEnrolment]) -> None:
     """Send due steps of these enrolments and set when each needs looking at next.
 
-    Each enrolment's rows are EnrolmentStep objects for open (sent) steps and
+    Each enrolment's rows are OpenStep objects for open (sent) steps and
     ClosedStep tuples for done or cancelled ones.
     """
     session = ctx.session
-    person_ids = {e.person_id for e in enrolments}
-    people = {
-        p.id: p for p in session.exec(select(Person).where(Person.id.in_(person_ids)))
-    }
-    sent: dict[int, list[EnrolmentStep | ClosedStep]] = defaultdict(list)
+    sent: dict[int, list[OpenStep | ClosedStep]] = defaultdict(list)
     ids = [e.id for e in enrolments]
-    # Open steps are loaded as objects (reminders change them); done and cancelled
-    # ones, most rows of a long journey, only say which steps exist: plain tuples.
-    for row in session.exec(
-        select(EnrolmentStep).where(
-            EnrolmentStep.enrolment_id.in_(ids), EnrolmentStep.status == "sent"
-        )
-    ):
+    # Open steps with what reminders and escalations read; done and cancelled
+    # ones, most rows of a long journey, only say which steps exist.
+    opened = select(
+        EnrolmentStep.id,
+        EnrolmentStep.enrolment_id,
+        EnrolmentStep.step_id,
+        EnrolmentStep.due_at,
+        EnrolmentStep.snoozed_until,
+        EnrolmentStep.awaiting_confirmation,
+        EnrolmentStep.reminders_sent,
+        EnrolmentStep.escalation_level,
+    ).where(among(session, EnrolmentStep.enrolment_id, ids), EnrolmentStep.status == "sent")
+    open_steps = [OpenStep(*row) for row in session.exec(opened)]
+    for row in open_steps:
         sent[row.enrolment_id].append(row)
     closed = select(
         EnrolmentStep.id, EnrolmentStep.enrolment_id, EnrolmentStep.step_id, EnrolmentStep.status
-    ).where(EnrolmentStep.enrolment_id.in_(ids), EnrolmentStep.status != "sent")
+    ).where(among(session, EnrolmentStep.enrolment_id, ids), EnrolmentStep.status != "sent")
     for row in session.exec(closed):
         sent[row.enrolment_id].append(ClosedStep(*row))
-    # Nothing below reads back what the loop changes, so the changes are flushed
-    # once, in batches, at the commit: not one UPDATE per statement executed.
-    with session.no_autoflush:
-        for enrolment in enrolments:
-            if enrolment.status != "active":
-                enrolment.next_action_at = None
-                continue
-            person = people[enrolment.person_id]
-            next_send = send_due_steps(ctx, enrolment, person, sent[enrolment.id])
-            next_check = followups.chase(ctx, enrolment, person, sent[enrolment.id])
-            enrolment.next_action_at = followups.sooner(next_send, next_check)
+    next_action: list[tuple[int, datetime | None]] = []
+    for enrolment in enrolments:
+        at = None
+        if enrolment.status == "active":
+            person = enrolment.learner
+            rows = sent.get(enrolment.id, [])
+            next_send = send_due_steps(ctx, enrolment, person, rows)
+            next_check = followups.chase(ctx, enrolment, person, rows)
+            at = followups.sooner(next_send, next_check)
             ctx.counts["enrolments"] += 1
-        write_sent_steps(ctx)
-        followups.flush(ctx)
+        next_action.append((enrolment.id, at))
+    write_sent_steps(ctx)
+    followups.flush(ctx)
+    # Every change below in id order (enrolments were read in it), so two ticks
+    # at once lock rows in one order.
+    update_by_id(session, Enrolment.__table__, "next_action_at", next_action)
+    open_steps.sort(key=lambda row: row.id)
+    reminded = [(r.id, r.reminders_sent) for r in open_steps if r.reminders_sent != r.loaded[0]]
+    escalated = [
+        (r.id, r.escalation_level) for r in open_steps if r.escalation_level != r.loaded[1]
+    ]
+    update_by_id(session, EnrolmentStep.__table__, "reminders_sent", reminded)
+    update_by_id(session, EnrolmentStep.__table__, "escalation_level", escalated)
 
 
 def send_due_steps(
     ctx: TickContext,
-    enrolment: Enrolment,
-    person: Person,
-    already: list[EnrolmentStep | ClosedStep],
+    enrolment: DueEnrolment,
+    person: Learner,
+    already: list[OpenStep | ClosedStep],
 ) -> datetime | None:
     """Decide one email for every step now due; return when the next step is due.
 
@@ -212,28 +307,21 @@ def send_due_steps(
     """
     plan = ctx.plan(enrolment.journey_id)
     cal = plan.calendar(person, ctx.settings.default_country)
-    tz = person.timezone
-    have = {row.step_id for row in already}
-    rows, next_at = [], None
-    for step in plan.steps:
-        if step.id in have:
-            continue
-        at = plan.send_at(cal, tz, enrolment.start_date, enrolment.shift_days, step)
-        if at > ctx.now:
-            next_at = at
-            break
-        invite = (
-            plan.invite_start(cal, tz, enrolment.start_date, enrolment.shift_days, step)
-            if step.minutes
-            else None
-        )
-        rows.append(
+    have = frozenset(row.step_id for row in already) if already else NO_STEPS
+    tz, start, shift = person.timezone, enrolment.start_date, enrolment.shift_days
+    key = ("new", plan.journey_id, cal.country, tz, start, shift, have)
+    found = ctx.memo.get(key)
+    if found is None:
+        found = ctx.memo[key] = new_steps(plan, cal, tz, start, shift, have, ctx.now)
+    if found.due:
+        now = ctx.now
+        rows = [
             {
                 "enrolment_id": enrolment.id,
-                "step_id": step.id,
+                "step_id": step_id,
                 "status": "sent",
-                "sent_at": ctx.now,
-                "due_at": plan.due_at(cal, tz, ctx.now, step),
+                "sent_at": now,
+                "due_at": due_at,
                 "invite_start": invite,
                 "invite_sequence": 0,
                 "reminders_sent": 0,
@@ -241,10 +329,33 @@ def send_due_steps(
                 "note_shared": True,
                 "awaiting_confirmation": False,
             }
-        )
-    if rows:
+            for step_id, due_at, invite in found.due
+        ]
         ctx.due_steps.append(DueSteps(enrolment.id, person.id, person.email, rows))
-    return next_at
+    return found.next_at
+
+
+def new_steps(
+    plan: JourneyPlan,
+    cal: WorkCalendar,
+    tz: str,
+    start: date,
+    shift: int,
+    have: frozenset[int],
+    now: datetime,
+) -> NewSteps:
+    """Return the steps without a row whose send time has come, in journey order, and
+    when the first one still ahead goes out."""
+    due = []
+    for step in plan.steps:
+        if step.id in have:
+            continue
+        at = plan.send_at(cal, tz, start, shift, step)
+        if at > now:
+            return NewSteps(due, at)
+        invite = plan.invite_start(cal, tz, start, shift, step) if step.minutes else None
+        due.append((step.id, plan.due_at(cal, tz, now, step), invite))
+    return NewSteps(due, None)
 
 
 def write_sent_steps(ctx: TickContext) -> None:

@@ -172,9 +172,7 @@ def test_christmas_and_the_substitute_days_are_skipped_in_gb(session, settings):
     ]
 
 
-def test_learners_country_holiday_is_skipped_when_the_default_country_has_none(
-    session, settings
-):
+def test_learners_country_holiday_is_skipped_when_the_default_country_has_none(session, settings):
     settings.default_country = "GB"
     journey = make_journey(session, steps=THREE_DAILY)
     kolkata = make_person(session, "priya@example.com", timezone="Asia/Kolkata", country="IN")
@@ -270,6 +268,29 @@ def test_a_closed_unsent_step_is_never_sent(session, settings):
     assert [keys for _, keys in emails(session)] == [["read", "reflect"]]
 
 
+def test_learners_on_one_schedule_each_get_the_steps_they_have_not_had(session, settings):
+    # Same journey, zone, country and start: the tick works a schedule out once
+    # and hands it to every learner on it, but not to one with a step closed or a shift.
+    journey = make_journey(session)  # days 0, 2 and 5: Monday 1st, Wednesday 3rd, Monday 8th
+    a, b, c, d = (
+        make_enrolment(session, make_person(session, f"{n}@example.com"), journey, date(2027, 3, 1),
+                       shift_days=2 if n == "c" else 0)
+        for n in "abcd"
+    )  # fmt: skip
+    discuss = session.exec(select(Step).where(Step.key == "discuss")).one()
+    session.add(EnrolmentStep(enrolment_id=b.id, step_id=discuss.id, status="cancelled"))
+    session.commit()
+    run(session, settings, utc(2027, 3, 9, 9))
+    assert [keys for _, keys in emails(session, a)] == [["read", "discuss", "reflect"]]
+    assert [keys for _, keys in emails(session, b)] == [["read", "reflect"]]
+    assert [keys for _, keys in emails(session, c)] == [["read", "discuss"]]  # reflect: the 10th
+    assert emails(session, d) == emails(session, a)
+    for enrolment in (a, c):
+        session.refresh(enrolment)
+    assert c.next_action_at == utc(2027, 3, 10, 9)  # its last step
+    assert a.next_action_at == utc(2027, 3, 12, 9)  # the first reminder: a day after due
+
+
 def test_paused_enrolment_is_not_sent_anything(session, settings):
     journey = make_journey(session)
     person = make_person(session)
@@ -280,9 +301,7 @@ def test_paused_enrolment_is_not_sent_anything(session, settings):
     assert enrolment.next_action_at is None
 
 
-def test_cli_tick_twice_at_one_instant_does_nothing_the_second_time(
-    session, settings, tmp_path
-):
+def test_cli_tick_twice_at_one_instant_does_nothing_the_second_time(session, settings, tmp_path):
     journey = make_journey(session)
     for i in range(3):
         person = make_person(session, f"p{i}@example.com")
@@ -346,9 +365,7 @@ def test_two_ticks_at_once_produce_each_message_once(engine, session, settings):
     assert all(len(row.payload["enrolment_step_ids"]) == 3 for row in session.exec(select(Outbox)))
 
 
-def test_three_ticks_at_once_with_reminders_due_write_each_message_once(
-    engine, session, settings
-):
+def test_three_ticks_at_once_with_reminders_due_write_each_message_once(engine, session, settings):
     journey = make_journey(session, steps=THREE_DAILY, due_after=1)
     learners = 80
     for i in range(learners):
