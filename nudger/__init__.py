@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from typing import TYPE_CHECKING
 
-from nudger.config import ROOT, Settings, load_settings
-from nudger.db import get_engine
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from nudger.config import Settings
 
 
 def create_app(config: dict | Settings | None = None) -> Flask:
     """Build the web app; `config` overrides settings from the environment."""
+    # Imported here, not at the top: every `nudger` command imports this package,
+    # and only the web app needs Flask (the tick and the workers start faster without).
+    from flask import Flask
+
+    from nudger.config import ROOT, Settings, load_settings
+    from nudger.db import get_engine
+
     settings = config if isinstance(config, Settings) else load_settings(config)
     app = Flask(
         __name__,

@@ -39,22 +39,28 @@ def queue(settings: Settings, name: str = SEND_QUEUE) -> Queue:
 
 
 def enqueue_send(settings: Settings, ids: Sequence[int], now: datetime) -> list[str]:
-    """Enqueue send jobs for outbox ids, in batches; return the job ids."""
+    """Enqueue send jobs for outbox ids, in batches; return the job ids.
+
+    All in one Redis pipeline: a tick of 5,000 messages makes 50 jobs, and one
+    round trip each would cost more than building them.
+    """
     q = queue(settings)
     size = max(1, settings.batch_size)
-    job_ids = []
+    jobs = []
     for start in range(0, len(ids), size):
         batch = list(ids[start : start + size])
         # The id says which rows and when: a re-enqueue after a flush gets a new id.
-        job_id = f"send-{batch[0]}-{batch[-1]}-{int(now.timestamp())}"
-        q.enqueue_call(
-            "workers.jobs.send_batch",
-            args=(batch, now.isoformat()),
-            job_id=job_id,
-            timeout=600,
-            result_ttl=600,
-            failure_ttl=7 * 86400,
-            description=f"send {len(batch)} messages",
+        jobs.append(
+            Queue.prepare_data(
+                "workers.jobs.send_batch",
+                args=(batch, now.isoformat()),
+                job_id=f"send-{batch[0]}-{batch[-1]}-{int(now.timestamp())}",
+                timeout=600,
+                result_ttl=600,
+                failure_ttl=7 * 86400,
+                description=f"send {len(batch)} messages",
+            )
         )
-        job_ids.append(job_id)
-    return job_ids
+    if jobs:
+        q.enqueue_many(jobs)
+    return [job.job_id for job in jobs]
