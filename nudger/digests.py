@@ -23,7 +23,7 @@ from nudger.followups import write_messages
 from nudger.models import AuditLog, Enrolment, EnrolmentStep, EscalationEvent, Person
 
 if TYPE_CHECKING:
-    from nudger.tick import TickContext
+    from nudger.tick_state import TickContext
 
 CHOICES = ("day", "week")  # what Person.digest_every may say
 WORKWEEK = frozenset(range(5))

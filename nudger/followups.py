@@ -25,7 +25,7 @@ from nudger.models import AdminUser, AuditLog, EscalationEvent, Outbox, Person
 from nudger.schedule import JourneyPlan, PlanStep
 
 if TYPE_CHECKING:
-    from nudger.tick import ClosedStep, DueEnrolment, Learner, OpenStep, TickContext
+    from nudger.tick_state import ClosedStep, DueEnrolment, Learner, OpenStep, TickContext
 
 LEVELS = ("manager", "skip_level", "admin")
 CONFIRM = "confirm"  # the learner says done; their manager is asked to confirm it

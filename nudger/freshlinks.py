@@ -20,7 +20,7 @@ from nudger.config import Settings
 from nudger.emails import build_message, make_message_id, render
 from nudger.messages import COMPOSERS, person_ctx, sender_domain
 from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
-from nudger.tick import TickContext
+from nudger.tick_state import TickContext
 
 log = logging.getLogger(__name__)
 
