@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Engine
@@ -42,6 +43,9 @@ BACKOFF_MINUTES = (1, 5, 15, 60, 180)
 COMMIT_EVERY = 25
 COMMIT_SECONDS = 2.0
 IN_CHUNK = 1000  # ids per IN (...) list
+# Messages written whose answers are not read yet: the SMTP transport keeps
+# one waiting for its content and one waiting for its final answer.
+IN_FLIGHT = 2
 
 
 def claim(
@@ -178,16 +182,17 @@ def _send_rows(
 ) -> None:
     """Deliver claimed rows in order, renewing the lease and committing in groups.
 
-    Each message is built while the server stores the one before: the
+    Each message is built while the server stores the ones before: the
     transport returns once a message is written, and its answer is read when
-    the next one starts. Outcomes go to the database in groups, as one
-    statement each.
+    later ones start. A row's outcome is recorded once its answer is in (and
+    at the end, waiting for the last ones); outcomes go to the database in
+    groups, as one statement each.
     """
     lease = timedelta(seconds=settings.send_lease_seconds)
     started = last_commit = last_renew = time.monotonic()
     mine = {row.id for row in rows}
     outcomes = _Outcomes(session)
-    in_flight: tuple[Outbox, Sending, datetime, str, str] | None = None
+    in_flight: deque[_InFlight] = deque()
     for index, row in enumerate(rows):
         clock = time.monotonic()
         at = now + timedelta(seconds=clock - started)
@@ -200,8 +205,7 @@ def _send_rows(
             outcomes.commit()
             until = at + lease
             mine = renew(session, [r.id for r in rows[index:]], held, until)
-            if in_flight is not None:
-                mine.add(in_flight[0].id)
+            mine.update(entry.row.id for entry in in_flight)
             held, last_renew = until, clock
         if row.id not in mine:
             counts["lost"] += 1
@@ -213,22 +217,35 @@ def _send_rows(
             counts[label] += 1
             continue
         sending = transport.start(prepared)
-        if in_flight is not None:
-            counts[_record(outcomes, settings, *in_flight)] += 1
         message_id, subject = _header(prepared, "Message-ID"), _header(prepared, "Subject")
-        in_flight = (row, sending, at, message_id, subject)
+        in_flight.append(_InFlight(row, sending, at, message_id, subject))
+        # Record what has been answered; never wait here for a recent answer,
+        # but keep no more than the transport keeps on its way (two).
+        while in_flight and (in_flight[0].sending.settled or len(in_flight) > IN_FLIGHT):
+            counts[_record(outcomes, settings, in_flight.popleft())] += 1
         if sending.settled and _unreachable(sending.error):
             # No answer at all (refused, dropped, timed out): the rest of the batch
             # would only wait for the same timeout. Hand it back, unattempted.
-            counts[_record(outcomes, settings, *in_flight)] += 1
+            while in_flight:
+                counts[_record(outcomes, settings, in_flight.popleft())] += 1
             outcomes.commit()
             rest = [r.id for r in rows[index + 1 :] if r.id in mine]
             retry_at = at + timedelta(minutes=BACKOFF_MINUTES[0])
             counts["deferred"] += release(session, rest, held, retry_at)
             return
-    if in_flight is not None:
-        counts[_record(outcomes, settings, *in_flight)] += 1
+    while in_flight:
+        counts[_record(outcomes, settings, in_flight.popleft())] += 1
     outcomes.commit()
+
+
+class _InFlight(NamedTuple):
+    """A message handed to the transport whose outcome is not recorded yet."""
+
+    row: Outbox
+    sending: Sending
+    at: datetime
+    message_id: str
+    subject: str
 
 
 class _Outcomes:
@@ -299,20 +316,13 @@ def _prepare(
     return msg
 
 
-def _record(
-    outcomes: _Outcomes,
-    settings: Settings,
-    row: Outbox,
-    sending: Sending,
-    now: datetime,
-    message_id: str,
-    subject: str,
-) -> str:
+def _record(outcomes: _Outcomes, settings: Settings, entry: _InFlight) -> str:
     """Wait for one message's answer, queue its row's outcome, and return the outcome.
 
     Outcomes: sent, failed, retrying (a 4xx or no answer: tried again later).
     """
-    ids = {"message_id": message_id, "subject": subject[:500]}
+    row, sending, now = entry.row, entry.sending, entry.at
+    ids = {"message_id": entry.message_id, "subject": entry.subject[:500]}
     try:
         sending.result()
     except PermanentSendError as exc:
