@@ -292,6 +292,18 @@ class SMTPTransport(Transport):
         else:
             self._reset(conn)
 
+    def abort(self) -> None:
+        """Hang up without finishing: a message waiting for its content is never sent.
+
+        Used when the caller fails mid-batch (its rows go back by the lease):
+        completing a message whose row will not be marked sent would only make
+        a duplicate.
+        """
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.sending._done(TransientSendError("not sent: the batch stopped"))
+        self._discard()
+
     def close(self) -> None:
         """Read the last answers, say QUIT and close, ignoring a server that already left."""
         self._flush()

@@ -110,6 +110,10 @@ class Transport(ABC):
     def close(self) -> None:  # noqa: B027  (a transport with no connection has nothing to close)
         """Release the connection, if any."""
 
+    def abort(self) -> None:
+        """Give up on the connection after an error: what was not sent is not sent."""
+        self.close()
+
     def __enter__(self) -> Self:
         return self
 
@@ -119,7 +123,10 @@ class Transport(ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 class CaptureTransport(Transport):

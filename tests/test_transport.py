@@ -403,3 +403,19 @@ def test_untrusted_certificate_is_refused(certificate):
         pytest.raises(TransientSendError, match="CERTIFICATE_VERIFY_FAILED"),
     ):
         transport.send(mail())
+
+
+def test_leaving_on_an_error_sends_nothing_more(sink):
+    with pytest.raises(RuntimeError), open_transport(sink.url()) as transport:
+        transport.send(mail(1))
+        waiting = transport.start(mail(2))
+        raise RuntimeError("the caller failed mid-batch")
+
+    with pytest.raises(TransientSendError):
+        waiting.result()
+    assert wait_for(lambda: sink.open_connections == 0)
+    subjects = [r.message["Subject"] for r in sink.messages]
+    if sink.pipelining:  # only its envelope had gone out: the server never got it
+        assert subjects == ["Message 1"]
+    else:  # its content had gone out: it may have arrived, and counts as not sent
+        assert subjects in (["Message 1"], ["Message 1", "Message 2"])
