@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
+from nudger.bulk import among
 from nudger.config import Settings
 from nudger.db import utcnow
 from nudger.messages import COMPOSERS, PRELOADED, compose
@@ -74,7 +75,7 @@ def claim_rows(
     """Claim as `claim` does, and return the rows won, oldest first (one statement)."""
     if not ids:
         return []
-    conditions = [Outbox.id.in_(ids), Outbox.state == "pending"]
+    conditions = [among(session, Outbox.id, ids), Outbox.state == "pending"]
     if due_by is not None:
         conditions.append(Outbox.next_attempt_at <= due_by)
     won = session.scalars(
@@ -99,7 +100,7 @@ def renew(session: Session, ids: list[int], held: datetime, until: datetime) -> 
         result = session.execute(
             update(Outbox)
             .where(
-                Outbox.id.in_(ids[start : start + IN_CHUNK]),
+                among(session, Outbox.id, ids[start : start + IN_CHUNK]),
                 Outbox.state == "sending",
                 Outbox.lease_until == held,
             )
@@ -118,7 +119,7 @@ def release(session: Session, ids: list[int], held: datetime, retry_at: datetime
         result = session.execute(
             update(Outbox)
             .where(
-                Outbox.id.in_(ids[start : start + IN_CHUNK]),
+                among(session, Outbox.id, ids[start : start + IN_CHUNK]),
                 Outbox.state == "sending",
                 Outbox.lease_until == held,
             )
@@ -409,5 +410,5 @@ def _fetch(session: Session, model, column, values: set[int]) -> list:
     values_list = sorted(values)
     for start in range(0, len(values_list), IN_CHUNK):
         chunk = values_list[start : start + IN_CHUNK]
-        found.extend(session.exec(select(model).where(column.in_(chunk))))
+        found.extend(session.exec(select(model).where(among(session, column, chunk))))
     return found
