@@ -122,26 +122,38 @@ def update_by_id(
     On PostgreSQL the rows are locked in that order first, so two transactions
     updating the same rows wait for each other instead of deadlocking.
     """
-    if not changes:
+    update_rows(session, table, (column,), changes)
+
+
+def update_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple]
+) -> None:
+    """Set `columns` of each row: `rows` holds (id, value, value, ...) tuples, in id order.
+
+    One statement per thousand rows, locked in id order on PostgreSQL first.
+    """
+    if not rows:
         return
     dialect = session.get_bind().dialect
-    key = ("update", dialect.name, table.name, column)
+    columns = tuple(columns)
+    key = ("update", dialect.name, table.name, columns)
     stmt = _statements.get(key)
     if stmt is None:
-        stmt = _statements[key] = _update(session, table, column)
-    for start in range(0, len(changes), BATCH):
-        batch = changes[start : start + BATCH]
-        ids, values = [c[0] for c in batch], [c[1] for c in batch]
+        stmt = _statements[key] = _update(session, table, columns)
+    names = ("id", *columns)
+    for start in range(0, len(rows), BATCH):
+        batch = rows[start : start + BATCH]
+        values = [list(column) for column in zip(*batch, strict=True)]
         if dialect.name == "postgresql":
             lock, set_values = stmt
             connection = session.connection()
-            connection.exec_driver_sql(lock, _pg_arrays(dialect, table, ("id",), [ids])).close()
-            arrays = _pg_arrays(dialect, table, ("id", column), [ids, values])
-            connection.exec_driver_sql(set_values, arrays)
+            ids = _pg_arrays(dialect, table, ("id",), values[:1])
+            connection.exec_driver_sql(lock, ids).close()
+            connection.exec_driver_sql(set_values, _pg_arrays(dialect, table, names, values))
         elif dialect.name == "sqlite" and SQLITE_JSON:
-            session.execute(stmt, _json_rows(dialect, table, ("id", column), [ids, values]))
+            session.execute(stmt, _json_rows(dialect, table, names, values))
         else:
-            session.execute(stmt, [{"b_id": i, "b_value": v} for i, v in batch])
+            session.execute(stmt, [{f"b_{i}": v for i, v in enumerate(row)} for row in batch])
 
 
 def _insert(session: Session, table: Table, columns, unique, returning):
@@ -170,26 +182,31 @@ def _insert(session: Session, table: Table, columns, unique, returning):
     return stmt.returning(*(table.c[name] for name in returning)) if returning else stmt
 
 
-def _update(session: Session, table: Table, column: str):
-    """Build the UPDATE of one column from (id, value) pairs for the session's database."""
+def _update(session: Session, table: Table, columns: tuple[str, ...]):
+    """Build the UPDATE of some columns from (id, value, ...) rows for the session's database."""
     dialect = session.get_bind().dialect
     quote = dialect.identifier_preparer.quote
-    name, target, id_ = quote(table.name), quote(column), quote("id")
+    name, id_ = quote(table.name), quote("id")
     if dialect.name == "postgresql":
         lock = (
             f"SELECT 1 FROM {name} WHERE {id_} = ANY(CAST(%(c0)b AS "
             f"{table.c.id.type.compile(dialect=dialect)}[])) ORDER BY {id_} FOR NO KEY UPDATE"
         )
-        source, picks = _pg_unnest(dialect, table, ("id", column))
-        set_values = f"UPDATE {name} SET {target} = {picks[1]} {source} WHERE {name}.{id_} = t.c0"
-        return lock, set_values
+        source, picks = _pg_unnest(dialect, table, ("id", *columns))
+        sets = ", ".join(f"{quote(c)} = {pick}" for c, pick in zip(columns, picks[1:], strict=True))
+        return lock, f"UPDATE {name} SET {sets} {source} WHERE {name}.{id_} = t.c0"
     if dialect.name == "sqlite" and SQLITE_JSON:
+        sets = ", ".join(
+            f"{quote(c)} = json_extract(j.value, '$[{i}]')" for i, c in enumerate(columns, 1)
+        )
         return text(
-            f"UPDATE {name} SET {target} = json_extract(j.value, '$[1]') "
+            f"UPDATE {name} SET {sets} "
             f"FROM json_each(:rows) AS j WHERE {name}.{id_} = json_extract(j.value, '$[0]')"
         )
     return (
-        update(table).where(table.c.id == bindparam("b_id")).values({column: bindparam("b_value")})
+        update(table)
+        .where(table.c.id == bindparam("b_0"))
+        .values({c: bindparam(f"b_{i}") for i, c in enumerate(columns, 1)})
     )
 
 

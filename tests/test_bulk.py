@@ -8,7 +8,7 @@ from sqlalchemy.exc import StatementError
 from sqlmodel import select
 
 from nudger import bulk
-from nudger.bulk import BATCH, among, insert_all, insert_ignoring, update_by_id
+from nudger.bulk import BATCH, among, insert_all, insert_ignoring, update_by_id, update_rows
 from nudger.models import AuditLog, Outbox
 
 
@@ -114,6 +114,25 @@ def test_update_by_id_sets_each_row_to_its_own_value(session):
     update_by_id(session, Outbox.__table__, "lease_until", [(ids[0], None)])
     session.commit()
     assert session.exec(select(Outbox.lease_until).where(Outbox.id == ids[0])).one() is None
+
+
+def test_update_rows_sets_several_columns_with_nulls_and_text(session):
+    at = datetime(2027, 3, 1, tzinfo=UTC)
+    ids = [i for i, in insert_ignoring(session, Outbox.__table__,
+                                       [message(i, at) for i in range(BATCH + 3)],
+                                       ["dedupe_key"], ["id"])]  # fmt: skip
+    error = "550 nö \"{}\" 'x'"
+    rows = [
+        (i, "sent" if i % 2 else "failed", None if i % 2 else error.format(i), at + timedelta(i))
+        for i in ids[:-1]
+    ]
+    update_rows(session, Outbox.__table__, ("state", "last_error", "sent_at"), rows)
+    session.commit()
+    session.expire_all()
+    stored = session.exec(
+        select(Outbox.id, Outbox.state, Outbox.last_error, Outbox.sent_at).order_by(Outbox.id)
+    ).all()
+    assert [tuple(r) for r in stored] == [*rows, (ids[-1], "pending", None, None)]
 
 
 def test_among_matches_the_ids_given(session):
