@@ -328,34 +328,43 @@ def _record(outcomes: _Outcomes, settings: Settings, entry: _InFlight) -> str:
     ids = {"message_id": entry.message_id, "subject": entry.subject[:500]}
     try:
         sending.result()
-    except PermanentSendError as exc:
-        label, values = _failed(f"{exc.code or ''} {exc.detail}".strip())
-        outcomes.add(row, {**values, **ids})
-        return label
-    except TransientSendError as exc:
-        error = f"{exc.code or ''} {exc.detail}".strip()
-        if row.attempts >= min(settings.max_attempts, len(BACKOFF_MINUTES) + 1):
-            label, values = _failed(f"gave up after {row.attempts} attempts: {error}")
-            outcomes.add(row, {**values, **ids})
-            return label
-        outcomes.add(
-            row,
-            {
-                "state": "pending",
-                "last_error": error[:4000],
-                "next_attempt_at": now + timedelta(minutes=BACKOFF_MINUTES[row.attempts - 1]),
-                "enqueued_at": None,  # the tick enqueues it again when it is due
-                **ids,
-            },
-        )
-        return "retrying"
+    except SendError as exc:
+        if exc.connecting and isinstance(exc, PermanentSendError):
+            # A wrong password or missing TLS says nothing about this message:
+            # retried with backoff like any failure to connect (the ledger
+            # shows the server's answer) until the setting is mended.
+            exc = TransientSendError(exc.detail, exc.code, connecting=True)
+        return _record_failure(outcomes, settings, row, now, ids, exc)
     outcomes.add(row, {"state": "sent", "sent_at": now, **ids})
     return "sent"
 
 
+def _record_failure(
+    outcomes: _Outcomes, settings: Settings, row: Outbox, now: datetime, ids: dict, exc: SendError
+) -> str:
+    """Queue a failed send's outcome: failed for good, or pending again after a backoff."""
+    error = f"{exc.code or ''} {exc.detail}".strip()
+    if not isinstance(exc, TransientSendError):
+        label, values = _failed(error)
+    elif row.attempts >= min(settings.max_attempts, len(BACKOFF_MINUTES) + 1):
+        label, values = _failed(f"gave up after {row.attempts} attempts: {error}")
+    else:
+        label, values = "retrying", {
+            "state": "pending",
+            "last_error": error[:4000],
+            "next_attempt_at": now + timedelta(minutes=BACKOFF_MINUTES[row.attempts - 1]),
+            "enqueued_at": None,  # the tick enqueues it again when it is due
+        }
+    outcomes.add(row, {**values, **ids})
+    return label
+
+
 def _unreachable(error: SendError | None) -> bool:
-    """True for no answer at all (refused, dropped, timed out), as opposed to a reply."""
-    return isinstance(error, TransientSendError) and error.code is None
+    """True when no message can go now: no answer at all (refused, dropped, timed
+    out), or the connection itself failed (TLS, a wrong password)."""
+    if error is None:
+        return False
+    return error.connecting or (isinstance(error, TransientSendError) and error.code is None)
 
 
 def _header(msg: EmailMessage, name: str) -> str:

@@ -82,9 +82,11 @@ class SMTPTransport(Transport):
             # Unusual headers: smtplib's send_message, answer awaited.
             self._flush()
             return _settled(lambda: self._send_now(msg))
+        sender, recipients = envelope
+        if not recipients:
+            return _settled(_no_recipient)
         sending = Sending(self._settle)
         payload = data_block(wire(msg))
-        sender, recipients = envelope
         commands = [f"MAIL FROM:{quote(sender)}"]
         commands += [f"RCPT TO:{quote(r)}" for r in recipients]
         commands.append("DATA")
@@ -156,6 +158,8 @@ class SMTPTransport(Transport):
                 waiting.retry = False
                 try:
                     waiting.conn = self._connection()
+                    if not waiting.conn.has_extn("pipelining"):
+                        raise TransientSendError("the server no longer offers PIPELINING")
                     waiting.conn.send(waiting.envelope)
                 except SendError as again:
                     waiting.sending._done(again)
@@ -316,37 +320,40 @@ class SMTPTransport(Transport):
             conn.close()
 
     def _send_now(self, msg: EmailMessage) -> None:
-        """Send one message with smtplib's send_message (Bcc, Resent-*, SMTPUTF8)."""
-        retry = self._conn is not None
-        while True:
+        """Send one message with smtplib's send_message (Bcc, Resent-*, SMTPUTF8).
+
+        smtplib reports a timeout after the content as a disconnect too, so a
+        failure there is never retried on the spot (it could send it twice); a
+        pooled connection is checked with NOOP first instead.
+        """
+        conn = self._connection()
+        try:
+            conn.noop()
+        except (OSError, smtplib.SMTPException):
+            self._discard()  # closed while idle: that says nothing about this message
             conn = self._connection()
-            try:
-                refused = conn.send_message(msg)
-            except smtplib.SMTPServerDisconnected as exc:
-                self._discard()
-                if retry:
-                    retry = False
-                    continue
-                raise TransientSendError(_text(exc) or "server disconnected") from exc
-            except smtplib.SMTPRecipientsRefused as exc:
-                self._reset(conn)
-                code, detail = _worst(exc.recipients)
-                raise _classify(code, detail) from exc
-            except smtplib.SMTPResponseException as exc:
-                # Sender refused, data refused: smtplib already resets or closes
-                # on most of these, but not when DATA itself is refused.
-                self._reset(conn)
-                raise _classify(exc.smtp_code, _text(exc.smtp_error)) from exc
-            except smtplib.SMTPNotSupportedError as exc:
-                self._reset(conn)
-                raise PermanentSendError(_text(exc)) from exc
-            except (OSError, smtplib.SMTPException) as exc:
-                self._discard()
-                raise TransientSendError(_text(exc) or type(exc).__name__) from exc
-            if refused:
-                code, detail = _worst(refused)
-                raise PermanentSendError(detail, code)
-            return
+        try:
+            refused = conn.send_message(msg)
+        except smtplib.SMTPRecipientsRefused as exc:
+            self._reset(conn)
+            if not exc.recipients:
+                raise PermanentSendError("the message has no recipient address") from exc
+            code, detail = _worst(exc.recipients)
+            raise _classify(code, detail) from exc
+        except smtplib.SMTPResponseException as exc:
+            # Sender refused, data refused: smtplib already resets or closes
+            # on most of these, but not when DATA itself is refused.
+            self._reset(conn)
+            raise _classify(exc.smtp_code, _text(exc.smtp_error)) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            self._reset(conn)
+            raise PermanentSendError(_text(exc)) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            self._discard()
+            raise TransientSendError(_text(exc) or type(exc).__name__) from exc
+        if refused:
+            code, detail = _worst(refused)
+            raise PermanentSendError(detail, code)
 
     def _connection(self) -> smtplib.SMTP:
         """Return the open connection, connecting (and logging in) if needed."""
@@ -382,16 +389,17 @@ class SMTPTransport(Transport):
             return conn
         except smtplib.SMTPResponseException as exc:
             _close_quietly(conn)
-            raise _classify(exc.smtp_code, _text(exc.smtp_error)) from exc
+            raise _classify(exc.smtp_code, _text(exc.smtp_error), connecting=True) from exc
         except smtplib.SMTPNotSupportedError as exc:
             # The URL asks for STARTTLS or AUTH the server does not offer: a
             # configuration problem that retrying will not fix.
             _close_quietly(conn)
-            raise PermanentSendError(_text(exc)) from exc
+            raise PermanentSendError(_text(exc), connecting=True) from exc
         except (OSError, smtplib.SMTPException) as exc:
             _close_quietly(conn)
             raise TransientSendError(
-                f"cannot connect to {self.host}:{self.port}: {_text(exc) or type(exc).__name__}"
+                f"cannot connect to {self.host}:{self.port}: {_text(exc) or type(exc).__name__}",
+                connecting=True,
             ) from exc
 
     def _reset(self, conn: smtplib.SMTP) -> None:
@@ -429,6 +437,10 @@ class _Waiting:
     retry: bool  # may the envelope go again on a new connection after a hang-up
     conn: smtplib.SMTP | None = None  # the connection the envelope went out on
     refused: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+
+
+def _no_recipient() -> None:
+    raise PermanentSendError("the message has no recipient address")
 
 
 class _Dropped(Exception):

@@ -31,12 +31,18 @@ DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 
 
 class SendError(Exception):
-    """A message could not be handed to the SMTP server."""
+    """A message could not be handed to the SMTP server.
 
-    def __init__(self, detail: str, code: int | None = None) -> None:
+    `connecting` is true when the connection itself failed (refused, TLS, a
+    wrong password): nothing about the message, and every message after it
+    would fail the same way.
+    """
+
+    def __init__(self, detail: str, code: int | None = None, *, connecting: bool = False) -> None:
         super().__init__(f"{code} {detail}" if code else detail)
         self.code = code
         self.detail = detail
+        self.connecting = connecting
 
 
 class TransientSendError(SendError):
@@ -184,11 +190,11 @@ def open_transport(
     )
 
 
-def _classify(code: int | None, detail: str) -> SendError:
+def _classify(code: int | None, detail: str, *, connecting: bool = False) -> SendError:
     """Return the error an SMTP reply code stands for."""
     if code is not None and 500 <= code < 600:
-        return PermanentSendError(detail, code)
-    return TransientSendError(detail, code)
+        return PermanentSendError(detail, code, connecting=connecting)
+    return TransientSendError(detail, code, connecting=connecting)
 
 
 def _worst(refused: dict[str, tuple[int, bytes]]) -> tuple[int, str]:

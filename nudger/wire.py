@@ -73,7 +73,11 @@ class _Unusual(Exception):
 
 
 def wire(msg: Message) -> bytes:
-    """Serialise a message with CRLF line ends, byte for byte as smtplib would.
+    """Serialise a message with CRLF line ends, as smtplib's send_message would.
+
+    One difference: a body line starting "From " is sent as it is, where
+    send_message's Generator writes ">From " (mbox quoting, which means
+    nothing in SMTP and changes the text).
 
     The Generator writes payloads line by line in Python (~1 ms for a message
     with invites). Parts whose payloads are already-encoded strings, as

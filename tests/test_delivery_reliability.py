@@ -144,6 +144,22 @@ def test_a_550_fails_the_row_with_the_servers_answer_and_is_never_retried(
     assert sink.connections == 1  # a refusal resets the transaction, not the connection
 
 
+def test_a_wrong_password_fails_no_row_and_holds_the_batch_back(session, engine, settings, queues):
+    enrol(session, 4)
+    with SmtpSink(credentials=("mailer", "right")) as sink:
+        smtp = dataclasses.replace(settings, smtp_url=sink.url(userinfo="mailer:wrong"))
+        tick(session, smtp, NINE)
+        counts = run_jobs(engine, smtp, NINE)
+
+    # The setting is wrong, not the messages: none is failed for good; one
+    # attempt is counted, the rest go back untried, all after the backoff.
+    assert counts == {"retrying": 1, "deferred": 3, "skipped": 0}
+    rows = outbox(session)
+    assert [r.state for r in rows] == ["pending"] * 4
+    assert rows[0].last_error.startswith("535")
+    assert sink.messages == []
+
+
 def test_a_server_that_hangs_up_once_mid_batch_costs_nothing(session, engine, settings, queues):
     enrol(session, 5)
     with SmtpSink() as sink:

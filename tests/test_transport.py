@@ -262,6 +262,31 @@ def test_lines_that_begin_with_a_dot_arrive_intact(sink):
     assert sink.messages[0].message.get_content().replace("\r\n", "\n") == body
 
 
+def test_a_message_with_no_recipient_is_refused_alone(sink):
+    with open_transport(sink.url()) as transport:
+        nobody = mail(1)
+        del nobody["To"]
+        with pytest.raises(PermanentSendError, match="no recipient"):
+            transport.send(nobody)
+        transport.send(mail(2))
+
+    assert [r.message["Subject"] for r in sink.messages] == ["Message 2"]
+
+
+def test_a_late_answer_to_a_bcc_message_is_not_sent_again():
+    # Bcc goes through smtplib's send_message, which reports a timeout after
+    # the content as a disconnect: sending again there could duplicate it.
+    with SmtpSink() as sink, open_transport(f"{sink.url()}?timeout=0.3") as transport:
+        transport.send(mail(1))
+        sink.delay = 1.0  # the server takes the next one, then answers late
+        late = mail(2)
+        late["Bcc"] = "audit@example.com"
+        with pytest.raises(TransientSendError):
+            transport.send(late)
+
+        assert sink.connections == 1  # no new connection to send it again
+
+
 def test_credentials_in_the_url_are_decoded_and_used():
     with SmtpSink(credentials=("mailer@example.org", "p@ss:w/rd%")) as sink:
         url = sink.url(userinfo="mailer%40example.org:p%40ss%3Aw%2Frd%25")
