@@ -47,7 +47,6 @@ BACKOFF_MINUTES = (1, 5, 15, 60, 180)
 # groups much smaller than this cost more in commits than in sending.
 COMMIT_EVERY = 100
 COMMIT_SECONDS = 2.0
-IN_CHUNK = 1000  # ids per IN (...) list
 # Messages written whose answers are not read yet: the SMTP transport keeps
 # one waiting for its content and one waiting for its final answer.
 IN_FLIGHT = 2
@@ -99,46 +98,39 @@ def renew(session: Session, ids: list[int], held: datetime, until: datetime) -> 
     A row whose lease ran out may have been returned to pending by the tick
     and claimed by another worker: its `lease_until` is no longer ours.
     """
-    kept: set[int] = set()
-    for start in range(0, len(ids), IN_CHUNK):
-        result = session.execute(
-            update(Outbox)
-            .where(
-                among(session, Outbox.id, ids[start : start + IN_CHUNK]),
-                Outbox.state == "sending",
-                Outbox.lease_until == held,
-            )
-            .values(lease_until=until)
-            .returning(Outbox.id)
-        )
-        kept.update(r[0] for r in result)
-    session.commit()
-    return kept
+    return set(_update_held(session, ids, held, lease_until=until))
 
 
 def release(session: Session, ids: list[int], held: datetime, retry_at: datetime) -> int:
     """Return claimed rows that were never attempted to pending, for a later job."""
-    released = 0
-    for start in range(0, len(ids), IN_CHUNK):
-        result = session.execute(
-            update(Outbox)
-            .where(
-                among(session, Outbox.id, ids[start : start + IN_CHUNK]),
-                Outbox.state == "sending",
-                Outbox.lease_until == held,
-            )
-            # The claim counted an attempt that did not happen.
-            .values(
-                state="pending",
-                attempts=Outbox.attempts - 1,
-                lease_until=None,
-                enqueued_at=None,
-                next_attempt_at=retry_at,
-            )
+    released = _update_held(
+        session,
+        ids,
+        held,
+        state="pending",
+        attempts=Outbox.attempts - 1,  # the claim counted an attempt that did not happen
+        lease_until=None,
+        enqueued_at=None,
+        next_attempt_at=retry_at,
+    )
+    return len(released)
+
+
+def _update_held(session: Session, ids: list[int], held: datetime, **values) -> list[int]:
+    """Update the rows among `ids` this worker still holds (lease `held`); return their ids."""
+    result = session.execute(
+        update(Outbox)
+        .where(
+            among(session, Outbox.id, ids),
+            Outbox.state == "sending",
+            Outbox.lease_until == held,
         )
-        released += result.rowcount or 0
+        .values(**values)
+        .returning(Outbox.id)
+    )
+    changed = [r[0] for r in result]
     session.commit()
-    return released
+    return changed
 
 
 def send_batch(
@@ -417,9 +409,6 @@ def _step_row_ids(payload: object) -> list[int]:
 
 
 def _fetch(session: Session, model, column, values: set[int]) -> list:
-    found: list = []
-    values_list = sorted(values)
-    for start in range(0, len(values_list), IN_CHUNK):
-        chunk = values_list[start : start + IN_CHUNK]
-        found.extend(session.exec(select(model).where(among(session, column, chunk))))
-    return found
+    if not values:
+        return []
+    return list(session.exec(select(model).where(among(session, column, sorted(values)))))
