@@ -76,26 +76,6 @@ class _Signer(TimestampSigner):
     def get_timestamp(self) -> int:
         return int(self._now.timestamp()) if self._now else super().get_timestamp()
 
-    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        # The signing key is a hash of salt and secret: the same for every
-        # token a send batch makes, so it is derived once per signer.
-        if secret_key is not None:
-            return super().derive_key(secret_key)
-        if not hasattr(self, "_derived"):
-            self._derived = super().derive_key()
-        return self._derived
-
-
-class _Serializer(URLSafeTimedSerializer):
-    """Reuses one signer per salt (itsdangerous makes a new one per token)."""
-
-    def make_signer(self, salt: str | bytes | None = None) -> _Signer:
-        if salt is not None and salt != self.salt:
-            return super().make_signer(salt)  # type: ignore[return-value]
-        if not hasattr(self, "_signer"):
-            self._signer = super().make_signer(salt)
-        return self._signer  # type: ignore[return-value]
-
 
 def _serializer(
     settings: Settings, purpose: str, now: datetime | None = None
@@ -103,19 +83,9 @@ def _serializer(
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
     # itsdangerous signs with the last key and accepts any of them.
-    keys = (*settings.secret_key_fallbacks, settings.secret_key)
-    if now is None:
-        return _current_serializer(keys, purpose)
-    return _Serializer(
-        list(keys), salt=f"nudger.{purpose}", signer=_Signer, signer_kwargs={"now": now}
-    )
-
-
-@lru_cache(maxsize=64)
-def _current_serializer(keys: tuple[str, ...], purpose: str) -> URLSafeTimedSerializer:
-    """Return the serializer that signs at the current time, built once per keys and purpose."""
-    return _Serializer(
-        list(keys), salt=f"nudger.{purpose}", signer=_Signer, signer_kwargs={"now": None}
+    keys = [*settings.secret_key_fallbacks, settings.secret_key]
+    return URLSafeTimedSerializer(
+        keys, salt=f"nudger.{purpose}", signer=_Signer, signer_kwargs={"now": now}
     )
 
 
