@@ -11,6 +11,7 @@ once more on a new connection; after it, the message counts as not sent
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import ssl
 from dataclasses import dataclass, field
@@ -22,11 +23,6 @@ from nudger.transport import (
     Sending,
     TransientSendError,
     Transport,
-    _classify,
-    _close_quietly,
-    _settled,
-    _text,
-    _worst,
 )
 from nudger.wire import data_block, envelope_of, quote, wire
 
@@ -81,10 +77,10 @@ class SMTPTransport(Transport):
         if envelope is None:
             # Unusual headers: smtplib's send_message, answer awaited.
             self._flush()
-            return _settled(lambda: self._send_now(msg))
+            return Sending.of(lambda: self._send_now(msg))
         sender, recipients = envelope
         if not recipients:
-            return _settled(_no_recipient)
+            return Sending.of(_no_recipient)
         sending = Sending(self._settle)
         payload = data_block(wire(msg))
         commands = [f"MAIL FROM:{quote(sender)}"]
@@ -107,9 +103,9 @@ class SMTPTransport(Transport):
                 if retry:
                     retry = False
                     continue
-                sending._done(TransientSendError(exc.detail))
+                sending.settle(TransientSendError(exc.detail))
             except SendError as exc:
-                sending._done(exc)
+                sending.settle(exc)
             return sending
 
     def _push(self, new: _Waiting | None) -> None:
@@ -153,7 +149,7 @@ class SMTPTransport(Transport):
                 if conn is waiting.conn:
                     self._discard()
                 if not waiting.retry:
-                    waiting.sending._done(TransientSendError(_text(exc) or "server disconnected"))
+                    waiting.sending.settle(TransientSendError(_text(exc) or "server disconnected"))
                     return False
                 waiting.retry = False
                 try:
@@ -162,21 +158,21 @@ class SMTPTransport(Transport):
                         raise TransientSendError("the server no longer offers PIPELINING")
                     waiting.conn.send(waiting.envelope)
                 except SendError as again:
-                    waiting.sending._done(again)
+                    waiting.sending.settle(again)
                     return False
                 except (OSError, smtplib.SMTPException) as again:
                     self._discard()
-                    waiting.sending._done(TransientSendError(_text(again) or "disconnected"))
+                    waiting.sending.settle(TransientSendError(_text(again) or "disconnected"))
                     return False
                 continue
             except (OSError, smtplib.SMTPException) as exc:
                 self._discard()
-                waiting.sending._done(TransientSendError(_text(exc) or type(exc).__name__))
+                waiting.sending.settle(TransientSendError(_text(exc) or type(exc).__name__))
                 return False
             try:
                 waiting.refused = self._check_envelope(conn, waiting.recipients, replies)
             except SendError as exc:
-                waiting.sending._done(exc)
+                waiting.sending.settle(exc)
                 return False
             return True
 
@@ -267,7 +263,7 @@ class SMTPTransport(Transport):
         self._in_flight = None
         conn = self._conn
         if conn is None:
-            sending._done(TransientSendError("server disconnected"))
+            sending.settle(TransientSendError("server disconnected"))
             return
         try:
             code, reply = _reply(conn)
@@ -276,18 +272,18 @@ class SMTPTransport(Transport):
             # (a retry carries the same Message-ID). The caller's next message
             # finds the connection gone and reconnects.
             self._discard()
-            sending._done(TransientSendError(_text(exc) or "server disconnected"))
+            sending.settle(TransientSendError(_text(exc) or "server disconnected"))
             return
         if code != 250:
             if code == 421:
                 self._discard()
-            sending._done(_classify(code, _text(reply)))
+            sending.settle(_classify(code, _text(reply)))
         elif refused:
             # Some recipients took it: retrying would duplicate it for them,
             # so this is final either way; report the refusal.
-            sending._done(PermanentSendError(*_worst(refused)[::-1]))
+            sending.settle(PermanentSendError(*_worst(refused)[::-1]))
         else:
-            sending._done()
+            sending.settle()
 
     def _abort(self, conn: smtplib.SMTP, code: int) -> None:
         """End a refused transaction: RSET, or drop the connection if the server is leaving."""
@@ -305,7 +301,7 @@ class SMTPTransport(Transport):
         """
         waiting, self._waiting = self._waiting, None
         if waiting is not None:
-            waiting.sending._done(TransientSendError("not sent: the batch stopped"))
+            waiting.sending.settle(TransientSendError("not sent: the batch stopped"))
         self._discard()
 
     def close(self) -> None:
@@ -421,7 +417,7 @@ class SMTPTransport(Transport):
             # Its answer was on this connection: sent or not, nobody can tell.
             sending, _ = self._in_flight
             self._in_flight = None
-            sending._done(TransientSendError("server disconnected before answering"))
+            sending.settle(TransientSendError("server disconnected before answering"))
         conn, self._conn = self._conn, None
         _close_quietly(conn)
 
@@ -454,3 +450,30 @@ class _Dropped(Exception):
 def _reply(conn: smtplib.SMTP) -> tuple[int, bytes]:
     """Read one (possibly multi-line) reply."""
     return conn.getreply()
+
+
+def _classify(code: int | None, detail: str, *, connecting: bool = False) -> SendError:
+    """Return the error an SMTP reply code stands for."""
+    if code is not None and 500 <= code < 600:
+        return PermanentSendError(detail, code, connecting=connecting)
+    return TransientSendError(detail, code, connecting=connecting)
+
+
+def _worst(refused: dict[str, tuple[int, bytes]]) -> tuple[int, str]:
+    """Return the highest code among refused recipients, with its text."""
+    address, (code, reply) = max(refused.items(), key=lambda item: item[1][0])
+    return code, f"{address}: {_text(reply)}"
+
+
+def _text(value: object) -> str:
+    """Return a server reply or an exception as one line of text."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return " ".join(str(value).split())
+
+
+def _close_quietly(conn: smtplib.SMTP | None) -> None:
+    """Close a connection without caring how it ends."""
+    if conn is not None:
+        with contextlib.suppress(OSError):
+            conn.close()

@@ -14,8 +14,6 @@ and the server's `detail` text for the admin ledger.
 
 from __future__ import annotations
 
-import contextlib
-import smtplib
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -80,20 +78,21 @@ class Sending:
         """The failure, once settled (None: sent, or not known yet)."""
         return self._error
 
-    def _done(self, error: SendError | None = None) -> None:
+    def settle(self, error: SendError | None = None) -> None:
+        """Record the outcome (None: sent); for transports, once per message."""
         self._error, self.settled = error, True
 
-
-def _settled(send: Callable[[], None]) -> Sending:
-    """Run a blocking send and return its outcome as a settled Sending."""
-    sending = Sending()
-    try:
-        send()
-    except SendError as exc:
-        sending._done(exc)
-    else:
-        sending._done()
-    return sending
+    @classmethod
+    def of(cls, send: Callable[[], None]) -> Sending:
+        """Run a blocking send and return its outcome, settled."""
+        sending = cls()
+        try:
+            send()
+        except SendError as exc:
+            sending.settle(exc)
+        else:
+            sending.settle()
+        return sending
 
 
 class Transport(ABC):
@@ -111,7 +110,7 @@ class Transport(ABC):
         next message starts (or on `result()`), so the caller can build the next
         message while the server takes this one. Here: send it now.
         """
-        return _settled(lambda: self.send(msg))
+        return Sending.of(lambda: self.send(msg))
 
     def close(self) -> None:  # noqa: B027  (a transport with no connection has nothing to close)
         """Release the connection, if any."""
@@ -190,26 +189,6 @@ def open_transport(
     )
 
 
-def _classify(code: int | None, detail: str, *, connecting: bool = False) -> SendError:
-    """Return the error an SMTP reply code stands for."""
-    if code is not None and 500 <= code < 600:
-        return PermanentSendError(detail, code, connecting=connecting)
-    return TransientSendError(detail, code, connecting=connecting)
-
-
-def _worst(refused: dict[str, tuple[int, bytes]]) -> tuple[int, str]:
-    """Return the highest code among refused recipients, with its text."""
-    address, (code, reply) = max(refused.items(), key=lambda item: item[1][0])
-    return code, f"{address}: {_text(reply)}"
-
-
-def _text(value: object) -> str:
-    """Return a server reply or an exception as one line of text."""
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return " ".join(str(value).split())
-
-
 def _redact(url: str) -> str:
     """Return the URL without its password, for error messages."""
     parts = urlsplit(url)
@@ -217,11 +196,3 @@ def _redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
-
-
-def _close_quietly(conn: smtplib.SMTP | None) -> None:
-    """Close a connection without caring how it ends."""
-    if conn is not None:
-        with contextlib.suppress(OSError):
-            conn.close()
-
