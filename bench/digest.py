@@ -48,8 +48,8 @@ from sqlmodel import Session, SQLModel, select  # noqa: E402
 
 from nudger import models  # noqa: E402
 from nudger.config import load_settings  # noqa: E402
-from nudger.outbox import send_batch  # noqa: E402
-from nudger.tick import tick  # noqa: E402
+from nudger.outbox.sending import send_batch  # noqa: E402
+from nudger.tick.run import tick  # noqa: E402
 
 START = date(2027, 3, 1)  # a Monday
 STEP_TICK = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)  # London is on GMT: 09:00 local

@@ -292,8 +292,8 @@ def run_nudger(
 
 def _sample_message(session: Session, url: str, tmp: Path) -> bytes:
     """Compose one of the sent messages again, byte for byte as the worker built it."""
-    from nudger.messages import compose
-    from nudger.wire import wire
+    from nudger.mail.compose.steps import compose
+    from nudger.outbox.transport.smtp_data import wire
 
     settings = load_settings(
         {

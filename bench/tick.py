@@ -43,7 +43,7 @@ from nudger import calendar, models  # noqa: E402
 from nudger.config import load_settings  # noqa: E402
 from nudger.db import get_engine  # noqa: E402
 from nudger.schedule import JourneyPlan  # noqa: E402
-from nudger.tick import tick  # noqa: E402
+from nudger.tick.run import tick  # noqa: E402
 
 NOW = datetime(2027, 3, 10, 12, 0, tzinfo=UTC)  # a Wednesday
 # A few other enrolments are due half an hour earlier: a warm-up tick then runs

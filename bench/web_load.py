@@ -50,7 +50,7 @@ from sqlmodel import Session, SQLModel, func, select  # noqa: E402
 from nudger import models, tokens  # noqa: E402
 from nudger.config import load_settings  # noqa: E402
 from nudger.db import utcnow  # noqa: E402
-from nudger.tick import tick  # noqa: E402
+from nudger.tick.run import tick  # noqa: E402
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 SECRET = "bench-secret-key-not-for-production"

@@ -140,7 +140,7 @@ def journeys() -> None:
 
 
 def _load_specs(paths: tuple[str, ...], default: Path):
-    from nudger.journeys import JourneyError, load_journeys
+    from nudger.journeys.loading import JourneyError, load_journeys
 
     try:
         return load_journeys(list(paths) or [default])
@@ -154,7 +154,7 @@ def _load_specs(paths: tuple[str, ...], default: Path):
 @pass_ctx
 def journeys_check(ctx: Context, paths: tuple[str, ...], as_json: bool) -> None:
     """Validate journey files; errors name the file, line and field."""
-    from nudger.journeys import JourneyError, load_journeys
+    from nudger.journeys.loading import JourneyError, load_journeys
 
     try:
         specs = load_journeys(list(paths) or [ctx.settings.journeys_dir])
@@ -181,7 +181,7 @@ def journeys_sync(
     ctx: Context, directory: str | None, dry_run: bool, now_text: str | None, as_json: bool
 ) -> None:
     """Validate journey files and load them into the database."""
-    from nudger.sync import apply_sync, plan_sync
+    from nudger.enrolments.journey_edits import apply_sync, plan_sync
 
     specs = _load_specs((directory,) if directory else (), ctx.settings.journeys_dir)
     now, country = parse_now(now_text), ctx.settings.default_country
@@ -250,7 +250,7 @@ def import_(
 @pass_ctx
 def tick(ctx: Context, now_text: str | None, no_enqueue: bool, as_json: bool) -> None:
     """Decide and enqueue all work due at `now`."""
-    from nudger.tick import tick as run_tick
+    from nudger.tick.run import tick as run_tick
 
     _freeze_imports()
     now = parse_now(now_text)
@@ -313,7 +313,7 @@ def web(ctx: Context, host: str, port: int) -> None:
 @pass_ctx
 def report(ctx: Context, journey_slug: str | None, fmt: str, now_text: str | None) -> None:
     """Progress of every enrolment, step by step."""
-    from nudger.reports import as_csv, as_table, progress
+    from nudger.insights.reports import as_csv, as_table, progress
 
     now = parse_now(now_text)
     with ctx.session() as session:
@@ -329,7 +329,7 @@ def report(ctx: Context, journey_slug: str | None, fmt: str, now_text: str | Non
 def _change_enrolment(
     ctx: Context, action: str, email: str, journey_slug: str | None, as_json: bool
 ):
-    from nudger import enrolments
+    from nudger.enrolments import changes as enrolments
 
     with ctx.session() as session:
         try:

@@ -56,7 +56,7 @@ def replay_history(settings: Settings, start: datetime, end: datetime) -> None:
     from nudger.models import Enrolment as E
     from nudger.models import EnrolmentStep, Person, Step
     from nudger.progress import complete_step
-    from nudger.tick import tick
+    from nudger.tick.run import tick
 
     engine = get_engine(settings.database_url)
     now = start
@@ -86,12 +86,12 @@ def run_demo(host: str, port: int) -> None:
 
     from nudger import create_app
     from nudger.admins import create_or_update_admin
-    from nudger.journeys import load_journeys
+    from nudger.enrolments.journey_edits import apply_sync
+    from nudger.journeys.loading import load_journeys
     from nudger.migrate import upgrade
     from nudger.queue import QUEUES, queue, redis_connection
     from nudger.roster import import_roster
-    from nudger.sync import apply_sync
-    from nudger.tick import tick
+    from nudger.tick.run import tick
 
     settings = demo_settings(host, port)
     # A fresh demo every time: nobody should debug last week's demo data.

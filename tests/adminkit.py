@@ -12,11 +12,11 @@ from sqlmodel import Session
 
 from nudger.admins import create_or_update_admin, find_admin
 from nudger.config import Settings
-from nudger.enrolments import pause, withdraw
+from nudger.enrolments.changes import pause, withdraw
 from nudger.models import AdminUser
 from nudger.progress import complete_step
 from nudger.queue import redis_connection
-from nudger.tick import tick
+from nudger.tick.run import tick
 from tests.factories import make_enrolment, make_journey, make_person
 from tests.pagekit import app_for, sent_steps
 

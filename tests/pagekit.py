@@ -16,7 +16,7 @@ from werkzeug.serving import make_server
 from nudger import create_app
 from nudger.config import Settings
 from nudger.models import Enrolment, EnrolmentStep, Journey, Person, Step
-from nudger.tick import tick
+from nudger.tick.run import tick
 from tests.factories import make_enrolment, make_journey, make_person
 
 # The fixture `now` is Monday 07:00 UTC; London is on GMT then, so day-0 steps

@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from nudger.config import Settings
 from nudger.db import get_engine, utcnow
-from nudger.tick import tick
+from nudger.tick.run import tick
 
 log = logging.getLogger("nudger.clock")
 

@@ -25,7 +25,7 @@ def send_batch(ids: list[int], due_by: str | None = None) -> dict[str, int]:
     """
     from datetime import datetime
 
-    from nudger.outbox import send_batch as send
+    from nudger.outbox.sending import send_batch as send
 
     settings, engine = runtime()
     when = datetime.fromisoformat(due_by) if due_by else None
@@ -34,8 +34,8 @@ def send_batch(ids: list[int], due_by: str | None = None) -> dict[str, int]:
 
 def warm_up() -> None:
     """Import and build what every send job needs, once, before the worker forks."""
-    import nudger.outbox  # noqa: F401  (and every composer it registers)
-    from nudger.emails import warm_up as warm_up_emails
+    import nudger.outbox.sending  # noqa: F401  (and every composer it registers)
+    from nudger.mail.render import warm_up as warm_up_emails
 
     warm_up_emails()
 
@@ -43,7 +43,7 @@ def warm_up() -> None:
 def import_csv(upload_id: str, dry_run: bool) -> dict:
     """Check (dry run) or commit a learner CSV uploaded in the admin console."""
     from nudger.db import utcnow
-    from nudger.imports_job import UploadStore, run_upload
+    from nudger.roster.uploads import UploadStore, run_upload
 
     settings, engine = runtime()
     store = UploadStore(settings.instance_path)

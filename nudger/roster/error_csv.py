@@ -7,7 +7,7 @@ import hashlib
 import io
 from collections import defaultdict
 
-from nudger.exports import neutralise
+from nudger.insights.exports import neutralise
 from nudger.roster.reading import Source, _binary, _records
 from nudger.roster.result import ImportResult
 

@@ -37,7 +37,7 @@ def error_page(status: int, title: str, message: str, **extra):
 
 def init_app(app: Flask) -> None:
     """Register blueprints, the CSRF guard and the error pages."""
-    from nudger.emails import markdown_filter
+    from nudger.mail.render import markdown_filter
     from nudger.web import admin, dev, health, learner, links, manager, prefs
 
     @app.after_request

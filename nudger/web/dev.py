@@ -11,8 +11,8 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from sqlalchemy import delete, func
 from sqlmodel import select
 
-from nudger.emails import KINDS
-from nudger.mailview import framed_html, read
+from nudger.mail.render import KINDS
+from nudger.mail.view import framed_html, read
 from nudger.models import CapturedMail
 from nudger.web import db, settings
 

@@ -19,10 +19,11 @@ from flask import (
 )
 
 from nudger import tokens
-from nudger.cohort import CohortCounts
-from nudger.emails import format_when
+from nudger.insights.timeline import timeline
+from nudger.mail.render import format_when
 from nudger.models import Enrolment, EnrolmentStep, Person, Step
 from nudger.progress import (
+    CohortCounts,
     NotSnoozable,
     StepClosed,
     complete_step,
@@ -30,7 +31,6 @@ from nudger.progress import (
     snooze,
     snooze_until,
 )
-from nudger.timeline import timeline
 from nudger.web import db, settings
 from nudger.web.links import link_error, now, read, record_hit
 

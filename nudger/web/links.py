@@ -11,8 +11,8 @@ from sqlalchemy import insert
 from nudger import tokens
 from nudger.calendar import zone
 from nudger.db import utcnow
-from nudger.emails import format_day, format_when
-from nudger.freshlinks import request_links
+from nudger.links import request_links
+from nudger.mail.render import format_day, format_when
 from nudger.models import LinkHit
 from nudger.progress import link_alive
 from nudger.web import db, settings

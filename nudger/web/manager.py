@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
+from nudger.insights.team import team
 from nudger.models import Person
 from nudger.progress import NotConfirmable, StepClosed, confirm_step
-from nudger.team import team
 from nudger.web import db, settings
 from nudger.web.links import link_error, now, read, record_hit
 

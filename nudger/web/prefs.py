@@ -12,8 +12,8 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 
 from nudger import tokens
+from nudger.enrolments.preferences import DIGEST_CHOICES, set_digest_every, set_reminders_muted
 from nudger.models import Enrolment, Journey, Person
-from nudger.preferences import DIGEST_CHOICES, set_digest_every, set_reminders_muted
 from nudger.web import csrf, db, settings
 from nudger.web.links import link_error, now, read, record_hit
 

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Response, current_app
 from sqlmodel import Session
 
-from nudger.exports import iter_csv
+from nudger.insights.exports import iter_csv
 
 Rows = Iterable[Sequence[Any]]
 

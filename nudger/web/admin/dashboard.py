@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from sqlmodel import select
 
-from nudger import charts, dashboard
-from nudger.ledger import CLOCK_LATE
+from nudger.insights import charts, dashboard
+from nudger.insights.ledger import CLOCK_LATE
+from nudger.insights.reports import progress
 from nudger.models import AuditLog, Journey, TickRun
-from nudger.reports import progress
 from nudger.web import db
 from nudger.web.admin import clock
 from nudger.web.admin.csv import csv_download

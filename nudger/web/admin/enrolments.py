@@ -7,8 +7,9 @@ from datetime import date
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlmodel import select
 
-from nudger import enrolments as domain
-from nudger import ledger, lookup
+from nudger.enrolments import changes as domain
+from nudger.insights import ledger
+from nudger.insights import search as lookup
 from nudger.models import Enrolment, Journey, Person
 from nudger.web import db, settings
 from nudger.web.admin import actor, clock, safe_next

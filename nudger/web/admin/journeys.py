@@ -7,12 +7,13 @@ import secrets
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from sqlmodel import func, select
 
-from nudger import charts, previews
 from nudger.audit import record as audit
 from nudger.db import upsert_ignore
-from nudger.ledger import enqueue_now
+from nudger.insights import charts
+from nudger.insights.ledger import enqueue_now
+from nudger.mail import previews
+from nudger.mail.previews import message_parts as mail_parts
 from nudger.models import Enrolment, Journey, Outbox
-from nudger.previews import message_parts as mail_parts
 from nudger.web import db, settings
 from nudger.web.admin import clock, current_admin
 

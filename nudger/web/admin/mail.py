@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from nudger import ledger
+from nudger.insights import ledger
 from nudger.models import Outbox
 from nudger.web import db, settings
 from nudger.web.admin import actor, clock, safe_next

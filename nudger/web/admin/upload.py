@@ -1,7 +1,7 @@
 """Upload learners: check a CSV (preview, errors, warnings), then enrol them in one go.
 
 Small files are checked and committed inside the request; big ones run as a
-job and this page shows its progress (see nudger.imports_job).
+job and this page shows its progress (see nudger.roster.uploads).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from flask import (
 )
 from sqlmodel import select
 
-from nudger import imports_job
 from nudger.models import Journey
 from nudger.roster import COLUMNS
+from nudger.roster import uploads as imports_job
 from nudger.web import db, settings
 from nudger.web.admin import actor, clock
 

@@ -1,0 +1,233 @@
+"""The sent-mail ledger: every outbox row, its SMTP answer, retries, and worker health.
+
+"Bounced" means the receiving server refused the message with a permanent
+(5xx) answer while we sent it; bounces that arrive later as mail (DSNs) go
+to the From address and are not seen here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, not_, update
+from sqlmodel import Session, func, select
+
+from nudger.audit import record as audit
+from nudger.config import Settings
+from nudger.models import Outbox, TickRun
+
+log = logging.getLogger(__name__)
+
+PAGE = 50
+STATES = ("queued", "sending", "sent", "failed", "bounced", "cancelled")
+LABELS = {
+    "queued": "Queued",
+    "retrying": "Waiting to retry",
+    "sending": "Sending",
+    "sent": "Sent",
+    "failed": "Failed",
+    "bounced": "Bounced",
+    "cancelled": "Cancelled",
+}
+CLOCK_LATE = timedelta(minutes=3)  # the clock ticks every minute; three missed is a problem
+
+_PERMANENT = re.compile(r"5\d\d ")
+
+
+def _bounced():
+    # Permanent failures are stored as "<code> <text>" by nudger.outbox.sending.
+    return and_(Outbox.state == "failed", Outbox.last_error.like("5__ %"))
+
+
+def display_state(row: Outbox, now: datetime) -> str:
+    """Return the word the ledger shows for a row."""
+    if row.state == "pending":
+        return "retrying" if row.attempts and row.next_attempt_at > now else "queued"
+    if row.state == "failed" and _PERMANENT.match(row.last_error or ""):
+        return "bounced"
+    return row.state
+
+
+def _where(state: str):
+    if state == "queued":
+        return Outbox.state == "pending"
+    if state == "bounced":
+        return _bounced()
+    if state == "failed":
+        return and_(Outbox.state == "failed", not_(_bounced()))
+    return Outbox.state == state
+
+
+def counts(session: Session) -> dict[str, int]:
+    """Return how many rows are in each ledger state."""
+    found = dict(session.exec(select(Outbox.state, func.count()).group_by(Outbox.state)).all())
+    bounced = session.exec(select(func.count()).where(_bounced())).one()
+    return {
+        "queued": found.get("pending", 0),
+        "sending": found.get("sending", 0),
+        "sent": found.get("sent", 0),
+        "failed": found.get("failed", 0) - bounced,
+        "bounced": bounced,
+        "cancelled": found.get("cancelled", 0),
+    }
+
+
+def kinds() -> list[str]:
+    """Return the kinds of message Nudger can send (every registered composer)."""
+    from nudger.mail.compose.steps import COMPOSERS
+
+    return sorted(COMPOSERS)
+
+
+@dataclass
+class MailFilter:
+    """What the admin asked for on the ledger page."""
+
+    state: str = ""
+    kind: str = ""
+    q: str = ""
+
+    @classmethod
+    def from_args(cls, args) -> MailFilter:
+        state = args.get("state", "")
+        return cls(
+            state=state if state in STATES else "",
+            kind=args.get("kind", "").strip()[:20],
+            q=args.get("q", "").strip().lower()[:320],
+        )
+
+    def args(self) -> dict[str, str]:
+        return {k: v for k, v in self.__dict__.items() if v}
+
+
+def page(
+    session: Session, f: MailFilter, before_id: int | None = None, limit: int = PAGE
+) -> tuple[list[Outbox], int | None]:
+    """Return one page of rows, newest first, and the id to continue before (or None)."""
+    query = select(Outbox)
+    if f.state:
+        query = query.where(_where(f.state))
+    if f.kind:
+        query = query.where(Outbox.kind == f.kind)
+    if f.q:
+        query = query.where(Outbox.to_email.contains(f.q, autoescape=True))
+    if before_id is not None:
+        query = query.where(Outbox.id < before_id)
+    rows = list(session.exec(query.order_by(Outbox.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more else None)
+
+
+def iter_all(session: Session, f: MailFilter) -> Iterator[Outbox]:
+    """Yield every matching row, a page at a time (for exports)."""
+    before = None
+    while True:
+        rows, before = page(session, f, before, limit=1000)
+        yield from rows
+        if before is None:
+            return
+
+
+def retry(
+    session: Session, settings: Settings, outbox_id: int, now: datetime, actor: str
+) -> bool:
+    """Send a failed row again; return False if it was not failed.
+
+    The row gets a full new set of attempts (attempts is reset to 0): an admin
+    retries after fixing the cause, and the old count says nothing about the
+    new try. The row is committed as pending before it is enqueued, so a lost
+    job is re-enqueued by the tick like any other.
+    """
+    row = session.get(Outbox, outbox_id)
+    if row is None or row.state != "failed":
+        return False
+    result = session.execute(
+        update(Outbox)
+        .where(Outbox.id == outbox_id, Outbox.state == "failed")
+        .values(
+            state="pending", attempts=0, next_attempt_at=now, enqueued_at=None, lease_until=None
+        )
+    )
+    if not result.rowcount:
+        return False
+    audit(
+        session, actor, "outbox.retry", now, "outbox", outbox_id,
+        to=row.to_email, kind=row.kind, last_error=row.last_error,
+    )
+    session.commit()
+    enqueue_now(session, settings, [outbox_id], now)
+    return True
+
+
+def enqueue_now(session: Session, settings: Settings, ids: list[int], now: datetime) -> bool:
+    """Enqueue committed pending rows; if Redis is down, leave them for the next tick."""
+    from nudger.queue import enqueue_send
+
+    try:
+        enqueue_send(settings, ids, now)
+    except Exception:  # Redis down: the tick's stale-pending sweep enqueues them later
+        log.warning("could not enqueue outbox rows %s; the tick will", ids, exc_info=True)
+        return False
+    session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(enqueued_at=now))
+    session.commit()
+    return True
+
+
+def ago(age: timedelta) -> str:
+    """Say how long ago, in the unit a person would use: "3 min ago", "2 days ago"."""
+    minutes = int(age.total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} min ago"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} hours ago"
+    return f"{minutes // (24 * 60)} days ago"
+
+
+@dataclass
+class Health:
+    """Is the clock ticking, are workers working, is anything piling up?"""
+
+    last_tick: TickRun | None = None
+    tick_age: timedelta | None = None
+    queues: dict[str, int] = field(default_factory=dict)
+    failed_jobs: int = 0
+    workers: int = 0
+    redis_error: str | None = None
+    overdue_mail: int = 0  # pending rows due more than a few minutes ago
+
+    @property
+    def clock_ok(self) -> bool:
+        return self.tick_age is not None and self.tick_age <= CLOCK_LATE
+
+
+def health(session: Session, settings: Settings, now: datetime) -> Health:
+    """Return the clock's last tick, queue depths, failed jobs and the number of workers."""
+    h = Health()
+    h.last_tick = session.exec(select(TickRun).order_by(TickRun.id.desc()).limit(1)).first()
+    if h.last_tick is not None:
+        h.tick_age = max(now - h.last_tick.started_at, timedelta(0))
+    h.overdue_mail = session.exec(
+        select(func.count()).where(
+            Outbox.state == "pending", Outbox.next_attempt_at <= now - CLOCK_LATE
+        )
+    ).one()
+    try:
+        from rq import Worker
+        from rq.registry import FailedJobRegistry
+
+        from nudger.queue import QUEUES, queue, redis_connection
+
+        conn = redis_connection(settings)
+        for name in QUEUES:
+            q = queue(settings, name)
+            h.queues[name] = q.count
+            h.failed_jobs += FailedJobRegistry(queue=q).count
+        h.workers = Worker.count(connection=conn)
+    except Exception as exc:  # the page exists to say what is down, so say it
+        h.redis_error = f"{type(exc).__name__}: {exc}"
+    return h

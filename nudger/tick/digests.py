@@ -1,0 +1,254 @@
+"""Who gets a digest, and when: one email per recipient per period.
+
+Driven by open escalation events that no digest has carried yet, so a quiet
+minute costs one indexed query, and people with nothing to hear about are
+never looked at. A recipient is due when the latest digest time of their
+schedule (recipient-local, working days) has passed since such an event
+appeared; the dedupe key `digest:<email>:<period>` makes deciding twice
+harmless, and at most one digest per period possible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import bindparam, update
+from sqlmodel import Session, func, select
+
+from nudger.calendar import WorkCalendar, local_date, local_instant, parse_hhmm
+from nudger.config import Settings
+from nudger.models import AuditLog, Enrolment, EnrolmentStep, EscalationEvent, Person
+from nudger.tick.followups import write_messages
+
+if TYPE_CHECKING:
+    from nudger.tick.state import TickContext
+
+CHOICES = ("day", "week")  # what Person.digest_every may say
+WORKWEEK = frozenset(range(5))
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class DigestSchedule:
+    """How often a recipient hears: daily or weekly, at a local time."""
+
+    every: str = "day"
+    at: time = time(8, 0)
+    on: int = 0  # weekday of a weekly digest, Monday is 0
+
+
+def schedule_for(choice: str | None, specs: list[dict]) -> DigestSchedule:
+    """Merge the digest settings of the journeys involved with the recipient's own choice.
+
+    Daily wins over weekly unless the recipient chose; the earliest time wins.
+    """
+    specs = specs or [{}]
+    every = choice if choice in CHOICES else None
+    if every is None:
+        every = "day" if any(s.get("every", "day") == "day" for s in specs) else "week"
+    at = min(parse_hhmm(s.get("at", "08:00")) for s in specs)
+    weekly = [WEEKDAYS.index(s.get("on", "mon")) for s in specs if s.get("every") == "week"]
+    return DigestSchedule(every=every, at=at, on=min(weekly, default=0))
+
+
+def last_digest_time(
+    schedule: DigestSchedule, cal: WorkCalendar, tz: str, now: datetime
+) -> tuple[datetime, str] | None:
+    """Return the latest digest instant at or before `now`, and the period it opens."""
+    today = local_date(now, tz)
+    if schedule.every == "day":
+        day = today
+        for _ in range(60):
+            if cal.is_working_day(day):
+                at = local_instant(day, schedule.at, tz)
+                if at <= now:
+                    return at, day.isoformat()
+            day -= timedelta(days=1)
+        return None
+    monday = today - timedelta(days=today.weekday())
+    for weeks in range(10):
+        start = monday - timedelta(weeks=weeks)
+        # A holiday on the digest's weekday moves it to the next working day.
+        day = cal.next_working_day(start + timedelta(days=schedule.on))
+        at = local_instant(day, schedule.at, tz)
+        if at <= now:
+            year, week, _ = start.isocalendar()
+            return at, f"{year}-W{week:02d}"
+    return None
+
+
+def pending_recipients(session: Session) -> dict[str, tuple[set[int], datetime]]:
+    """Return, per recipient, the journeys and first time of events no digest has carried."""
+    rows = session.exec(
+        select(
+            EscalationEvent.recipient_email,
+            Enrolment.journey_id,
+            func.min(EscalationEvent.created_at),
+        )
+        .join(Enrolment, Enrolment.id == EscalationEvent.enrolment_id)
+        .join(EnrolmentStep, EnrolmentStep.id == EscalationEvent.enrolment_step_id)
+        .where(
+            EscalationEvent.digest_outbox_id.is_(None),
+            EscalationEvent.resolved_at.is_(None),
+            Enrolment.status == "active",
+            EnrolmentStep.status == "sent",
+        )
+        .group_by(EscalationEvent.recipient_email, Enrolment.journey_id)
+    )
+    pending: dict[str, tuple[set[int], datetime]] = {}
+    for email, journey_id, first in rows:
+        # SQL aggregates bypass the column type: SQLite hands back a string, naive.
+        first = _aware(first)
+        journeys, earliest = pending.get(email, (set(), first))
+        journeys.add(journey_id)
+        pending[email] = (journeys, min(earliest, first))
+    return pending
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What the digest decision needs to know about whoever receives one."""
+
+    email: str
+    person_id: int | None
+    timezone: str
+    country: str
+    choice: str | None
+
+
+def queue_digests(ctx: TickContext) -> int:
+    """Write a digest row for every recipient whose digest time has come; return how many."""
+    session, settings, now = ctx.session, ctx.settings, ctx.now
+    pending = pending_recipients(session)
+    if not pending:
+        return 0
+    people = _recipients(session, settings, list(pending))
+    schedules: dict[tuple, DigestSchedule] = {}
+    latest: dict[tuple, tuple[datetime, str] | None] = {}
+    due: dict[str, tuple[datetime, str]] = {}
+    messages = []
+    for email in sorted(pending):
+        journeys, first = pending[email]
+        who = people[email]
+        key = (who.choice, frozenset(journeys))
+        if key not in schedules:
+            specs = [ctx.plan(j).digest for j in sorted(journeys)]
+            schedules[key] = schedule_for(who.choice, specs)
+        schedule = schedules[key]
+        when = (schedule, who.timezone, who.country)
+        if when not in latest:
+            cal = WorkCalendar(weekdays=WORKWEEK, country=who.country, skip_holidays=True)
+            latest[when] = last_digest_time(schedule, cal, who.timezone, now)
+        # Events that came after the latest digest time wait for the next one.
+        if latest[when] is None or first > latest[when][0]:
+            continue
+        due[email] = latest[when]
+        messages.append(
+            {
+                "dedupe_key": f"digest:{email}:{latest[when][1]}",
+                "kind": "digest",
+                "to_email": email,
+                "person_id": who.person_id,
+                "enrolment_id": None,
+                "payload": {"period": latest[when][1], "every": schedule.every},
+            }
+        )
+    # A key that exists means this period's digest went: its events wait for the next.
+    written = write_messages(ctx, messages)
+    new = {m["to_email"]: written[m["dedupe_key"]] for m in messages if m["dedupe_key"] in written}
+    carried = _carry(session, {email: (outbox_id, *due[email]) for email, outbox_id in new.items()})
+    _audit_digests(ctx, carried)
+    return len(carried)
+
+
+def _recipients(session: Session, settings: Settings, emails: list[str]) -> dict[str, Recipient]:
+    """Return every recipient's zone and choice; one who is no person gets the defaults."""
+    found = {}
+    for start in range(0, len(emails), CHUNK):
+        query = select(
+            Person.email, Person.id, Person.timezone, Person.country, Person.digest_every
+        ).where(Person.email.in_(emails[start : start + CHUNK]))
+        for email, person_id, tz, country, choice in session.exec(query):
+            country = (country or settings.default_country).upper()
+            found[email] = Recipient(email, person_id, tz, country, choice)
+    default = settings.default_country.upper()
+    for email in emails:
+        found.setdefault(email, Recipient(email, None, settings.default_timezone, default, None))
+    return found
+
+
+def _carry(
+    session: Session, digests: dict[str, tuple[int, datetime, str]]
+) -> list[tuple[int, str, str, list]]:
+    """Mark each new digest's events as carried by it; return what each carries."""
+    carried: dict[str, list] = {email: [] for email in digests}
+    emails = sorted(digests)
+    for start in range(0, len(emails), CHUNK):
+        rows = session.exec(
+            select(
+                EscalationEvent.id,
+                EscalationEvent.recipient_email,
+                EscalationEvent.enrolment_id,
+                EscalationEvent.created_at,
+            ).where(
+                EscalationEvent.recipient_email.in_(emails[start : start + CHUNK]),
+                EscalationEvent.resolved_at.is_(None),
+                EscalationEvent.digest_outbox_id.is_(None),
+            )
+        )
+        for event_id, email, enrolment_id, created_at in rows:
+            if created_at <= digests[email][1]:
+                carried[email].append((event_id, enrolment_id))
+    table = EscalationEvent.__table__
+    params = [
+        {"event_id": event_id, "outbox_id": digests[email][0]}
+        for email, events in carried.items()
+        for event_id, _ in events
+    ]
+    if params:
+        # One statement, many parameter sets: the driver sends them together.
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("event_id"))
+            .values(digest_outbox_id=bindparam("outbox_id")),
+            params,
+        )
+    return [(digests[e][0], e, digests[e][2], events) for e, events in carried.items()]
+
+
+def _audit_digests(ctx: TickContext, queued: list[tuple[int, str, str, list]]) -> None:
+    """Record which events put each digest in the outbox, and whom they are about."""
+    enrolment_ids = sorted({enrolment_id for *_, carried in queued for _, enrolment_id in carried})
+    learner_of: dict[int, str] = {}
+    for start in range(0, len(enrolment_ids), CHUNK):
+        rows = ctx.session.exec(
+            select(Enrolment.id, Person.email)
+            .join(Person, Person.id == Enrolment.person_id)
+            .where(Enrolment.id.in_(enrolment_ids[start : start + CHUNK]))
+        )
+        learner_of.update(dict(rows.all()))
+    for outbox_id, email, period, carried in queued:
+        ctx.session.add(
+            AuditLog(
+                at=ctx.now,
+                actor="tick",
+                action="digest.queued",
+                subject_type="outbox",
+                subject_id=outbox_id,
+                detail={
+                    "recipient": email,
+                    "period": period,
+                    "event_ids": sorted(event_id for event_id, _ in carried),
+                    "learners": sorted({learner_of[e] for _, e in carried if e in learner_of}),
+                },
+            )
+        )
+
+
+def _aware(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

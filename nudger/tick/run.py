@@ -1,0 +1,307 @@
+"""Decide what is due at `now`: write outbox rows, commit, then enqueue.
+
+The tick looks only at enrolments whose indexed `next_action_at` has come, so
+its cost grows with the work due, not with the number of enrolments. Every
+decision is written with a unique key (one enrolment-step row per step sent,
+one dedupe key per message), so two ticks at once cannot send anything twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time as timer
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from nudger.bulk import among, insert_ignoring, update_by_id
+from nudger.calendar import WorkCalendar
+from nudger.config import Settings
+from nudger.models import Enrolment, EnrolmentStep, Outbox, Person, TickRun
+from nudger.schedule import JourneyPlan
+from nudger.tick import digests, followups
+from nudger.tick.state import (
+    NO_STEPS,
+    ClosedStep,
+    DueEnrolment,
+    DueSteps,
+    Learner,
+    NewSteps,
+    OpenStep,
+    TickContext,
+)
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500
+# A pending row whose job has not run within this time is enqueued again:
+# its job was lost (Redis flushed or restarted) or the enqueue itself failed.
+REENQUEUE_AFTER = timedelta(minutes=2)
+
+
+def tick(
+    session: Session, settings: Settings, now: datetime, *, enqueue: bool = True
+) -> dict[str, int]:
+    """Do all the work due at `now`; return counts per kind of message."""
+    started = timer.perf_counter()
+    ctx = TickContext(session=session, settings=settings, now=now)
+    # One range scan of the due index; ids in order so that two ticks at once
+    # lock rows in the same order and one waits for the other, never deadlocks.
+    due_ids = sorted(session.exec(select(Enrolment.id).where(Enrolment.next_action_at <= now)))
+    for start in range(0, len(due_ids), CHUNK):
+        process_enrolments(ctx, load_enrolments(session, due_ids[start : start + CHUNK], now))
+        session.commit()
+    digests.queue_digests(ctx)
+    ctx.counts["requeued"] = requeue_stale(session, now, settings.max_attempts)
+    session.commit()
+    stale = stale_pending(session, now)
+    ids = ctx.new_outbox_ids + stale
+    if enqueue and ids:
+        from nudger.queue import enqueue_send
+
+        enqueue_send(settings, sorted(set(ids)), now)
+        # Rows written by this tick already say enqueued_at = now: only the stale ones change.
+        mark_enqueued(session, stale, now)
+    ctx.counts["enqueued"] = len(set(ids)) if enqueue else 0
+    counts = {k: int(v) for k, v in sorted(ctx.counts.items())}
+    session.add(
+        TickRun(now=now, duration_ms=int((timer.perf_counter() - started) * 1000), counts=counts)
+    )
+    session.commit()
+    return counts
+
+
+def load_enrolments(session: Session, ids: list[int], now: datetime) -> list[DueEnrolment]:
+    """Read these enrolments, if still due, with their learners: one query, plain rows."""
+    query = (
+        select(
+            Enrolment.id,
+            Enrolment.person_id,
+            Enrolment.journey_id,
+            Enrolment.status,
+            Enrolment.start_date,
+            Enrolment.shift_days,
+            Enrolment.reminders_muted,
+            Person.email,
+            Person.timezone,
+            Person.country,
+            Person.manager_id,
+        )
+        .join(Person, Person.id == Enrolment.person_id)
+        # Checked again: a tick beside this one may have done them already.
+        .where(among(session, Enrolment.id, ids), Enrolment.next_action_at <= now)
+        .order_by(Enrolment.id)
+    )
+    return [
+        DueEnrolment(e_id, p_id, j_id, status, start, shift, muted, Learner(p_id, *person))
+        for e_id, p_id, j_id, status, start, shift, muted, *person in session.exec(query)
+    ]
+
+
+def process_enrolments(ctx: TickContext, enrolments: list[DueEnrolment]) -> None:
+    """Send due steps of these enrolments and set when each needs looking at next.
+
+    Each enrolment's rows are OpenStep objects for open (sent) steps and
+    ClosedStep tuples for done or cancelled ones.
+    """
+    session = ctx.session
+    sent: dict[int, list[OpenStep | ClosedStep]] = defaultdict(list)
+    ids = [e.id for e in enrolments]
+    # Open steps with what reminders and escalations read; done and cancelled
+    # ones, most rows of a long journey, only say which steps exist.
+    opened = select(
+        EnrolmentStep.id,
+        EnrolmentStep.enrolment_id,
+        EnrolmentStep.step_id,
+        EnrolmentStep.due_at,
+        EnrolmentStep.snoozed_until,
+        EnrolmentStep.awaiting_confirmation,
+        EnrolmentStep.reminders_sent,
+        EnrolmentStep.escalation_level,
+    ).where(among(session, EnrolmentStep.enrolment_id, ids), EnrolmentStep.status == "sent")
+    open_steps = [OpenStep(*row) for row in session.exec(opened)]
+    for row in open_steps:
+        sent[row.enrolment_id].append(row)
+    closed = select(
+        EnrolmentStep.id, EnrolmentStep.enrolment_id, EnrolmentStep.step_id, EnrolmentStep.status
+    ).where(among(session, EnrolmentStep.enrolment_id, ids), EnrolmentStep.status != "sent")
+    for row in session.exec(closed):
+        sent[row.enrolment_id].append(ClosedStep(*row))
+    next_action: list[tuple[int, datetime | None]] = []
+    for enrolment in enrolments:
+        at = None
+        if enrolment.status == "active":
+            person = enrolment.learner
+            rows = sent.get(enrolment.id, [])
+            next_send = send_due_steps(ctx, enrolment, person, rows)
+            next_check = followups.chase(ctx, enrolment, person, rows)
+            at = followups.sooner(next_send, next_check)
+            ctx.counts["enrolments"] += 1
+        next_action.append((enrolment.id, at))
+    write_sent_steps(ctx)
+    followups.flush(ctx)
+    # Every change below in id order (enrolments were read in it), so two ticks
+    # at once lock rows in one order.
+    update_by_id(session, Enrolment.__table__, "next_action_at", next_action)
+    open_steps.sort(key=lambda row: row.id)
+    reminded = [(r.id, r.reminders_sent) for r in open_steps if r.reminders_sent != r.loaded[0]]
+    escalated = [
+        (r.id, r.escalation_level) for r in open_steps if r.escalation_level != r.loaded[1]
+    ]
+    update_by_id(session, EnrolmentStep.__table__, "reminders_sent", reminded)
+    update_by_id(session, EnrolmentStep.__table__, "escalation_level", escalated)
+
+
+def send_due_steps(
+    ctx: TickContext,
+    enrolment: DueEnrolment,
+    person: Learner,
+    already: list[OpenStep | ClosedStep],
+) -> datetime | None:
+    """Decide one email for every step now due; return when the next step is due.
+
+    A step with a row (sent, done, or closed by a journey edit) is never sent
+    again; every other live step whose send time has come goes into the email,
+    so a learner catching up after downtime gets one email, never a flood.
+    """
+    plan = ctx.plan(enrolment.journey_id)
+    cal = plan.calendar(person, ctx.settings.default_country)
+    have = frozenset(row.step_id for row in already) if already else NO_STEPS
+    tz, start, shift = person.timezone, enrolment.start_date, enrolment.shift_days
+    key = ("new", plan.journey_id, cal.country, tz, start, shift, have)
+    found = ctx.memo.get(key)
+    if found is None:
+        found = ctx.memo[key] = new_steps(plan, cal, tz, start, shift, have, ctx.now)
+    if found.due:
+        now = ctx.now
+        rows = [
+            {
+                "enrolment_id": enrolment.id,
+                "step_id": step_id,
+                "status": "sent",
+                "sent_at": now,
+                "due_at": due_at,
+                "invite_start": invite,
+                "invite_sequence": 0,
+                "reminders_sent": 0,
+                "escalation_level": 0,
+                "note_shared": True,
+                "awaiting_confirmation": False,
+            }
+            for step_id, due_at, invite in found.due
+        ]
+        ctx.due_steps.append(DueSteps(enrolment.id, person.id, person.email, rows))
+    return found.next_at
+
+
+def new_steps(
+    plan: JourneyPlan,
+    cal: WorkCalendar,
+    tz: str,
+    start: date,
+    shift: int,
+    have: frozenset[int],
+    now: datetime,
+) -> NewSteps:
+    """Return the steps without a row whose send time has come, in journey order, and
+    when the first one still ahead goes out."""
+    due = []
+    for step in plan.steps:
+        if step.id in have:
+            continue
+        at = plan.send_at(cal, tz, start, shift, step)
+        if at > now:
+            return NewSteps(due, at)
+        invite = plan.invite_start(cal, tz, start, shift, step) if step.minutes else None
+        due.append((step.id, plan.due_at(cal, tz, now, step), invite))
+    return NewSteps(due, None)
+
+
+def write_sent_steps(ctx: TickContext) -> None:
+    """Write the steps decided for this chunk and one outbox row per enrolment, in bulk."""
+    if not ctx.due_steps:
+        return
+    values = [row for due in ctx.due_steps for row in due.rows]
+    inserted: dict[int, dict[int, int]] = defaultdict(dict)
+    # Only rows this tick inserted go into an email: a tick beside this one
+    # that got there first keeps them, and this one sends nothing for them.
+    for es_id, enrolment_id, step_id in insert_ignoring(
+        ctx.session,
+        EnrolmentStep.__table__,
+        values,
+        ("enrolment_id", "step_id"),
+        ("id", "enrolment_id", "step_id"),
+    ):
+        inserted[enrolment_id][step_id] = es_id
+    messages = []
+    for due in ctx.due_steps:
+        mine = inserted.get(due.enrolment_id)
+        if not mine:
+            continue
+        # Rows were decided in journey order; keep that order in the email.
+        ids = [mine[row["step_id"]] for row in due.rows if row["step_id"] in mine]
+        first_step = next(row["step_id"] for row in due.rows if row["step_id"] in mine)
+        messages.append(
+            {
+                "dedupe_key": f"step:{due.enrolment_id}:{first_step}",
+                "kind": "step",
+                "to_email": due.email,
+                "person_id": due.person_id,
+                "enrolment_id": due.enrolment_id,
+                "payload": {"enrolment_step_ids": ids},
+            }
+        )
+        ctx.counts["steps"] += len(ids)
+    ctx.due_steps.clear()
+    ctx.add_outboxes(messages)
+
+
+def requeue_stale(session: Session, now: datetime, max_attempts: int | None = None) -> int:
+    """Return rows whose sending lease ran out (a worker died) to pending.
+
+    A row claimed `max_attempts` times fails instead: a message whose worker
+    dies on every attempt may be what kills it, and nothing retries forever.
+    """
+    if max_attempts is not None:
+        session.execute(
+            update(Outbox)
+            .where(
+                Outbox.state == "sending",
+                Outbox.lease_until < now,
+                Outbox.attempts >= max_attempts,
+            )
+            .values(
+                state="failed",
+                lease_until=None,
+                last_error=f"gave up after {max_attempts} attempts: "
+                "the worker stopped while sending it",
+            )
+        )
+    result = session.execute(
+        update(Outbox)
+        .where(Outbox.state == "sending", Outbox.lease_until < now)
+        .values(state="pending", lease_until=None, enqueued_at=None, next_attempt_at=now)
+    )
+    return result.rowcount or 0
+
+
+def stale_pending(session: Session, now: datetime) -> list[int]:
+    """Return pending rows that are due but whose job is not (or no longer) queued."""
+    rows = session.exec(
+        select(Outbox.id).where(
+            Outbox.state == "pending",
+            Outbox.next_attempt_at <= now,
+            (Outbox.enqueued_at.is_(None)) | (Outbox.enqueued_at < now - REENQUEUE_AFTER),
+        )
+    )
+    return list(rows)
+
+
+def mark_enqueued(session: Session, ids: list[int], now: datetime) -> None:
+    """Record that these rows have a job, so the next tick leaves them alone."""
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        session.execute(update(Outbox).where(Outbox.id.in_(chunk)).values(enqueued_at=now))
+    session.commit()

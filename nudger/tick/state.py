@@ -1,0 +1,167 @@
+"""What one tick reads and shares: learners and steps as plain rows, and the context.
+
+The tick (nudger.tick.run) and the follow-ups it runs (nudger.tick.followups) work on
+these rather than ORM objects: a tick reads thousands of rows and changes a
+few columns of some, which it writes back in bulk.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import NamedTuple
+
+from sqlmodel import Session, select
+
+from nudger.bulk import insert_ignoring
+from nudger.config import Settings
+from nudger.models import Journey, Outbox, Step
+from nudger.schedule import JourneyPlan
+
+
+class Learner(NamedTuple):
+    """What the tick reads of the person on an enrolment."""
+
+    id: int
+    email: str
+    timezone: str
+    country: str
+    manager_id: int | None
+
+
+class DueEnrolment(NamedTuple):
+    """An enrolment the tick visits: read as a plain row, its one change written in bulk."""
+
+    id: int
+    person_id: int
+    journey_id: int
+    status: str
+    start_date: date
+    shift_days: int
+    reminders_muted: bool
+    learner: Learner
+
+
+class NewSteps(NamedTuple):
+    """The steps an enrolment gets at this tick, and when its next step is due.
+
+    The same for every enrolment on the same journey, calendar, zone, start and
+    shift that already has the same steps: a cohort is worked out once per tick.
+    """
+
+    due: list[tuple[int, datetime, datetime | None]]  # (step id, due at, invite start)
+    next_at: datetime | None
+
+
+NO_STEPS: frozenset[int] = frozenset()
+
+
+class ClosedStep(NamedTuple):
+    """A done or cancelled step of an enrolment: read-only, the tick never changes one."""
+
+    id: int
+    enrolment_id: int
+    step_id: int
+    status: str
+
+
+@dataclass(slots=True)
+class OpenStep:
+    """A sent step not done yet: reminders and escalations move its counters.
+
+    Read as a plain row; the counters that changed are written back in bulk.
+    """
+
+    id: int
+    enrolment_id: int
+    step_id: int
+    due_at: datetime | None
+    snoozed_until: datetime | None
+    awaiting_confirmation: bool
+    reminders_sent: int
+    escalation_level: int
+    status: str = "sent"
+    loaded: tuple[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.loaded = (self.reminders_sent, self.escalation_level)
+
+
+@dataclass
+class DueSteps:
+    """The steps one enrolment gets in one email, before they are written."""
+
+    enrolment_id: int
+    person_id: int
+    email: str
+    rows: list[dict]
+
+
+@dataclass
+class TickContext:
+    """What one tick shares across enrolments: settings, plans, counts."""
+
+    session: Session
+    settings: Settings
+    now: datetime
+    plans: dict[int, JourneyPlan] = field(default_factory=dict)
+    # Schedule answers that hold for the whole tick (`now` is fixed), keyed by
+    # a tuple whose first item names the question.
+    memo: dict[tuple, object] = field(default_factory=dict)
+    counts: Counter = field(default_factory=Counter)
+    new_outbox_ids: list[int] = field(default_factory=list)
+    # Steps decided in this chunk, written together by `write_sent_steps`.
+    due_steps: list[DueSteps] = field(default_factory=list)
+
+    def plan(self, journey_id: int) -> JourneyPlan:
+        plan = self.plans.get(journey_id)
+        if plan is None:
+            journey = self.session.get(Journey, journey_id)
+            steps = self.session.exec(select(Step).where(Step.journey_id == journey_id))
+            plan = self.plans[journey_id] = JourneyPlan.build(journey, list(steps))
+        return plan
+
+    def add_outbox(
+        self,
+        *,
+        kind: str,
+        dedupe_key: str,
+        to_email: str,
+        payload: dict,
+        person_id: int | None = None,
+        enrolment_id: int | None = None,
+    ) -> int | None:
+        """Write one message row unless its key exists; return its id if written."""
+        message = {
+            "kind": kind,
+            "dedupe_key": dedupe_key,
+            "to_email": to_email,
+            "payload": payload,
+            "person_id": person_id,
+            "enrolment_id": enrolment_id,
+        }
+        ids = self.add_outboxes([message])
+        return ids[0] if ids else None
+
+    def add_outboxes(self, messages: list[dict]) -> list[int]:
+        """Write many message rows in one statement per batch; return the ids written.
+
+        Each dict has the keyword arguments of `add_outbox`.
+        """
+        fixed = {
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": self.now,
+            "enqueued_at": self.now,
+            "created_at": self.now,
+        }
+        rows = [{"person_id": None, "enrolment_id": None, **m, **fixed} for m in messages]
+        ids = []
+        for new_id, kind in insert_ignoring(
+            self.session, Outbox.__table__, rows, ("dedupe_key",), ("id", "kind")
+        ):
+            self.counts[kind] += 1
+            ids.append(new_id)
+        self.new_outbox_ids.extend(ids)
+        return ids
