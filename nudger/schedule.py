@@ -10,10 +10,10 @@ from nudger.calendar import (
     WorkCalendar,
     local_date,
     local_instant,
-    parse_hhmm,
     slots_between,
     weekday_numbers,
 )
+from nudger.journeys.spec import DigestSpec, ScheduleSpec
 from nudger.models import Journey, Person, Step
 
 
@@ -56,21 +56,22 @@ class JourneyPlan:
     @classmethod
     def build(cls, journey: Journey, steps: list[Step]) -> JourneyPlan:
         spec = journey.spec
-        sched = spec.get("schedule", {})
-        default_due = int(sched.get("due_after", 2))
+        # The spec's own model fills in whatever a stored spec leaves out.
+        sched = ScheduleSpec.model_validate(spec.get("schedule") or {})
+        digest = DigestSpec.model_validate(spec.get("digest") or {})
         live = sorted((s for s in steps if not s.removed), key=lambda s: s.position)
         return cls(
             journey_id=journey.id,
             slug=journey.slug,
             title=journey.title,
             owner=journey.owner,
-            send_time=parse_hhmm(sched.get("send_time", "09:00")),
-            invite_time=parse_hhmm(sched.get("invite_time", "10:00")),
-            weekdays=weekday_numbers(sched.get("days", ["mon", "tue", "wed", "thu", "fri"])),
-            skip_holidays=bool(sched.get("holidays", True)),
+            send_time=sched.send_time,
+            invite_time=sched.invite_time,
+            weekdays=weekday_numbers(sched.days),
+            skip_holidays=sched.holidays,
             reminders=[int(r["after"]) for r in spec.get("reminders", [])],
             escalations=[(int(e["after"]), e["notify"]) for e in spec.get("escalations", [])],
-            digest=spec.get("digest") or {"every": "day", "at": "08:00", "on": "mon"},
+            digest=digest.model_dump(mode="json"),
             steps=[
                 PlanStep(
                     id=s.id,
@@ -78,7 +79,7 @@ class JourneyPlan:
                     position=i,
                     day=s.day,
                     title=s.title,
-                    due_after=s.due_after if s.due_after is not None else default_due,
+                    due_after=s.due_after if s.due_after is not None else sched.due_after,
                     minutes=s.minutes,
                     at=datetime.fromisoformat(s.at) if s.at else None,
                     confirmed_by=s.confirmed_by,

@@ -30,7 +30,7 @@ from nudger.audit import record
 from nudger.calendar import local_date, local_instant
 from nudger.db import upsert_ignore
 from nudger.enrolments.invites import invite_changed, invites_cancelled
-from nudger.journeys.loading import JourneySpec, StepSpec
+from nudger.journeys.spec import JourneySpec, StepSpec
 from nudger.models import Enrolment, EnrolmentStep, Journey, Person, Step
 from nudger.schedule import JourneyPlan, PlanStep
 

@@ -188,6 +188,16 @@ def ago(age: timedelta) -> str:
     return f"{minutes // (24 * 60)} days ago"
 
 
+def last_tick(session: Session) -> TickRun | None:
+    """Return the clock's most recent tick, if it ever ticked."""
+    return session.exec(select(TickRun).order_by(TickRun.id.desc()).limit(1)).first()
+
+
+def clock_late(tick: TickRun | None, now: datetime) -> bool:
+    """Say whether the clock has missed ticks (or never ticked) at `now`."""
+    return tick is None or now - tick.started_at > CLOCK_LATE
+
+
 @dataclass
 class Health:
     """Is the clock ticking, are workers working, is anything piling up?"""
@@ -199,16 +209,18 @@ class Health:
     workers: int = 0
     redis_error: str | None = None
     overdue_mail: int = 0  # pending rows due more than a few minutes ago
+    late: bool = True
 
     @property
     def clock_ok(self) -> bool:
-        return self.tick_age is not None and self.tick_age <= CLOCK_LATE
+        return self.tick_age is not None and not self.late
 
 
 def health(session: Session, settings: Settings, now: datetime) -> Health:
     """Return the clock's last tick, queue depths, failed jobs and the number of workers."""
     h = Health()
-    h.last_tick = session.exec(select(TickRun).order_by(TickRun.id.desc()).limit(1)).first()
+    h.last_tick = last_tick(session)
+    h.late = clock_late(h.last_tick, now)
     if h.last_tick is not None:
         h.tick_age = max(now - h.last_tick.started_at, timedelta(0))
     h.overdue_mail = session.exec(

@@ -14,7 +14,7 @@ from functools import lru_cache
 from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
-from nudger.calendar import WorkCalendar, local_date, local_instant
+from nudger.calendar import WorkCalendar, local_instant
 from nudger.config import Settings
 from nudger.models import Enrolment, EnrolmentStep, Journey, Person, Step
 from nudger.schedule import JourneyPlan, PlanStep
@@ -88,18 +88,6 @@ class Timeline:
         if not self.by_status("overdue"):
             return "on_track"
         return "overdue" if self.days_overdue >= self.overdue_after else "behind"
-
-
-def working_days_overdue(
-    cal: WorkCalendar, tz: str, plan: JourneyPlan, due_at: datetime, now: datetime
-) -> int:
-    """Count working days a step due at `due_at` is overdue at `now`, as reminders count them."""
-    today = local_date(now, tz)
-    days = cal.working_days_between(local_date(due_at, tz), today)
-    # Today counts once its send time has passed, the moment a reminder would go out.
-    if days and cal.is_working_day(today) and now < local_instant(today, plan.send_time, tz):
-        days -= 1
-    return days
 
 
 def _overdue_after(plan: JourneyPlan) -> int:
@@ -223,7 +211,7 @@ def _sent(
         entry.status = "awaiting"
     elif es.due_at is not None and es.due_at <= now:
         entry.status = "overdue"
-        entry.days_overdue = working_days_overdue(cal, tz, plan, es.due_at, now)
+        entry.days_overdue = plan.overdue_days(cal, tz, es.due_at, now)
     if entry.snoozed_until is not None and entry.snoozed_until <= now:
         entry.snoozed_until = None
     return entry

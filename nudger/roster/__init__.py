@@ -18,12 +18,18 @@ from pathlib import Path
 from sqlmodel import Session
 
 from nudger.config import Settings
-from nudger.roster.checks import _check_loops, _Reader, _unknown_journey
-from nudger.roster.checks import _normal_email as _normal_email  # tests/test_roster.py checks it
+from nudger.roster.checks import RowChecker, check_loops, unknown_journey
 from nudger.roster.error_csv import write_error_csv
-from nudger.roster.reading import COLUMNS, Source, _binary, _read
+from nudger.roster.known import KnownPeople
+from nudger.roster.reading import COLUMNS, Source, open_binary, read_rows
 from nudger.roster.result import ImportResult, RowError
-from nudger.roster.writing import _enrolments, _journeys, _Known, _Plan, _plan, _write
+from nudger.roster.writing import (
+    WritePlan,
+    existing_enrolments,
+    journey_plans,
+    plan_writes,
+    write_all,
+)
 
 __all__ = ["COLUMNS", "ImportResult", "RowError", "Source", "import_roster", "write_error_csv"]
 
@@ -42,24 +48,26 @@ def import_roster(
     """Check a learner CSV and, if every row is sound, enrol them in one transaction."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    journeys = _journeys(session)
+    journeys = journey_plans(session)
     default_slug = (journey_slug or "").strip().lower()
-    reader = _Reader(journeys, default_slug)
+    reader = RowChecker(journeys, default_slug)
     if default_slug and default_slug not in journeys:
-        reader.error(0, "", journey_slug or "", _unknown_journey(default_slug, journeys))
+        reader.error(0, "", journey_slug or "", unknown_journey(default_slug, journeys))
     digest = hashlib.sha256()
-    with _binary(source) as raw:
-        _read(reader, raw, digest, bool(default_slug))
+    with open_binary(source) as raw:
+        read_rows(reader, raw, digest, bool(default_slug))
     result = ImportResult(rows=reader.rows, dry_run=dry_run)
-    plan = _Plan()
+    plan = WritePlan()
     if reader.people:
         conn = session.connection()
-        known = _Known(conn, [*reader.people, *(reader.managers.keys() - reader.people.keys())])
-        _check_loops(reader, known)
+        known = KnownPeople(
+            conn, [*reader.people, *(reader.managers.keys() - reader.people.keys())]
+        )
+        check_loops(reader, known)
         person_ids = [known.by_email[e].id for e in reader.people if e in known.by_email]
         journey_ids = {p.journey.journey_id for p in reader.pairs.values()}
-        enrolled = _enrolments(conn, person_ids, journey_ids)
-        plan = _plan(reader, known, enrolled, settings, now)
+        enrolled = existing_enrolments(conn, person_ids, journey_ids)
+        plan = plan_writes(reader, known, enrolled, settings, now)
     result.errors = sorted(reader.errors, key=lambda e: e.row)
     result.warnings = sorted(reader.warnings, key=lambda e: e.row)
     if result.errors:
@@ -79,5 +87,5 @@ def import_roster(
         "journeys": sorted({p.journey.slug for p in reader.pairs.values()}),
     }  # fmt: skip
     ids = {email: row.id for email, row in known.by_email.items()}
-    result.batch_id = _write(session, plan, ids, batch, detail)
+    result.batch_id = write_all(session, plan, ids, batch, detail)
     return result

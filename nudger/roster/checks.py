@@ -22,7 +22,7 @@ from nudger.roster.result import RowError
 from nudger.schedule import JourneyPlan
 
 if TYPE_CHECKING:
-    from nudger.roster.writing import _Known
+    from nudger.roster.known import KnownPeople
 
 NAME_MAX = Person.__table__.c.name.type.length  # PostgreSQL refuses longer; SQLite would not
 COUNTRY_MAX = Person.__table__.c.country.type.length
@@ -32,7 +32,7 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(slots=True)
-class _Person:
+class PersonRow:
     """A learner as the file describes them; "" means not given, `*_row` where it was."""
 
     row: int
@@ -46,7 +46,7 @@ class _Person:
 
 
 @dataclass(slots=True)
-class _Pair:
+class EnrolmentRow:
     """One (learner, journey) enrolment, asked for by one or more agreeing rows."""
 
     row: int
@@ -71,7 +71,7 @@ def _domain(domain: str) -> str | None:
         return None
 
 
-def _normal_email(value: str) -> str:
+def normal_email(value: str) -> str:
     """Return the address as stored (lower-case), or raise EmailNotValidError."""
     local, _, domain = value.rpartition("@")
     # Rosters are plain ASCII addresses at a few domains, and email-validator's verdict on a
@@ -84,19 +84,19 @@ def _normal_email(value: str) -> str:
     return validate_email(value, check_deliverability=False).normalized.lower()
 
 
-def _unknown_journey(slug: str, journeys: dict[str, JourneyPlan]) -> str:
+def unknown_journey(slug: str, journeys: dict[str, JourneyPlan]) -> str:
     known = ", ".join(sorted(journeys)) or "none yet: run `nudger journeys sync`"
     return f"unknown journey {slug!r}; known journeys: {known}"
 
 
-class _Reader:
+class RowChecker:
     """Check rows one at a time and merge them into per-person and per-enrolment records."""
 
     def __init__(self, journeys: dict[str, JourneyPlan], default_slug: str) -> None:
         self.journeys, self.default_slug = journeys, default_slug
         self.rows = 0
-        self.people: dict[str, _Person] = {}
-        self.pairs: dict[tuple[str, int], _Pair] = {}
+        self.people: dict[str, PersonRow] = {}
+        self.pairs: dict[tuple[str, int], EnrolmentRow] = {}
         self.managers: dict[str, tuple[int, str]] = {}  # email -> (first row, manager_name)
         self.errors: list[RowError] = []
         self.warnings: list[RowError] = []
@@ -131,7 +131,7 @@ class _Reader:
             return
         if manager:
             self._note_manager(row, manager, manager_name)
-        new = _Person(row, name, tz, row, country, row, manager, row)
+        new = PersonRow(row, name, tz, row, country, row, manager, row)
         self._merge(row, email, new, journey, start)
 
     def _email(self, row: int, value: str) -> str:
@@ -139,7 +139,7 @@ class _Reader:
             self.error(row, "email", "", "no email address")
             return ""
         try:
-            return _normal_email(value)
+            return normal_email(value)
         except EmailNotValidError as exc:
             self.error(row, "email", value, f"not a valid email address: {exc}")
             return ""
@@ -149,7 +149,7 @@ class _Reader:
             return ""
         if value not in self._manager_emails:
             try:
-                self._manager_emails[value] = _normal_email(value)
+                self._manager_emails[value] = normal_email(value)
             except EmailNotValidError as exc:
                 self._manager_emails[value] = exc
         found = self._manager_emails[value]
@@ -168,7 +168,7 @@ class _Reader:
             return None
         journey = self.journeys.get(slug)
         if journey is None and value:  # an unknown default was reported once, for the file
-            self.error(row, "journey", value, _unknown_journey(slug, self.journeys))
+            self.error(row, "journey", value, unknown_journey(slug, self.journeys))
         return journey
 
     def _date(self, row: int, value: str) -> date | None:
@@ -204,7 +204,7 @@ class _Reader:
         if first is None or (manager_name and not first[1]):
             self.managers[manager] = (first[0] if first else row, manager_name)
 
-    def _merge(self, row: int, email: str, new: _Person, journey: JourneyPlan, start) -> None:
+    def _merge(self, row: int, email: str, new: PersonRow, journey: JourneyPlan, start) -> None:
         """Record the row, unless it contradicts an earlier row about the same person."""
         pair = self.pairs.get((email, journey.journey_id))
         old = self.people.get(email)
@@ -219,14 +219,16 @@ class _Reader:
         else:
             _fill_blanks(old, new)
         if pair is None:
-            self.pairs[(email, journey.journey_id)] = _Pair(row, email, journey, start)
+            self.pairs[(email, journey.journey_id)] = EnrolmentRow(row, email, journey, start)
             return
         pair.rows += 1
         pair.start = pair.start or start
         message = f"repeats row {pair.row} for {journey.slug}; counted once"
         self.warnings.append(RowError(row, "email", email, message))
 
-    def _conflicts(self, row: int, old: _Person, new: _Person, pair: _Pair | None) -> bool:
+    def _conflicts(
+        self, row: int, old: PersonRow, new: PersonRow, pair: EnrolmentRow | None
+    ) -> bool:
         found = False
         for column, label, mine, theirs, their_row in (
             ("name", "name", new.name, old.name, old.row),
@@ -246,7 +248,7 @@ class _Reader:
         return found
 
 
-def _fill_blanks(old: _Person, new: _Person) -> None:
+def _fill_blanks(old: PersonRow, new: PersonRow) -> None:
     """Take the values a later row gives that earlier rows about the person left blank."""
     if new.timezone and not old.timezone:
         old.timezone, old.tz_row = new.timezone, new.row
@@ -256,7 +258,7 @@ def _fill_blanks(old: _Person, new: _Person) -> None:
         old.manager, old.manager_row = new.manager, new.row
 
 
-def _check_loops(reader: _Reader, known: _Known) -> None:
+def check_loops(reader: RowChecker, known: KnownPeople) -> None:
     """Report each manager loop at the rows whose manager_email helps close it."""
 
     def manager_of(email: str) -> str:

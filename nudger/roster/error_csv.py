@@ -8,7 +8,7 @@ import io
 from collections import defaultdict
 
 from nudger.insights.exports import neutralise
-from nudger.roster.reading import Source, _binary, _records
+from nudger.roster.reading import Source, open_binary, read_records
 from nudger.roster.result import ImportResult
 
 
@@ -23,8 +23,8 @@ def write_error_csv(result: ImportResult, source: Source) -> str:
         if e.row >= 2:
             messages[e.row].append(f"{e.field}: {e.message}" if e.field else e.message)
     out = io.StringIO()
-    with _binary(source, rewind=True) as raw:
-        delimiter, records = _records(raw, hashlib.sha256(), errors="replace")
+    with open_binary(source, rewind=True) as raw:
+        delimiter, records = read_records(raw, hashlib.sha256(), errors="replace")
         writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
         header = next(records, [])
         writer.writerow([*map(neutralise, header), "error"])

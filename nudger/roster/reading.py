@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from nudger.roster.checks import _Reader
+from nudger.roster.checks import RowChecker
 from nudger.roster.result import RowError
 
 Source = str | Path | bytes | BinaryIO  # a str is a path, as with open()
@@ -31,7 +31,7 @@ class _NotUtf8(Exception):
 
 
 @contextmanager
-def _binary(source: Source, rewind: bool = False) -> Iterator[BinaryIO]:
+def open_binary(source: Source, rewind: bool = False) -> Iterator[BinaryIO]:
     if isinstance(source, bytes | bytearray):
         yield io.BytesIO(source)
     elif isinstance(source, str | Path):
@@ -59,7 +59,7 @@ def _lines(raw: BinaryIO, digest: Any, errors: str) -> Iterator[str]:
             yield text
 
 
-def _records(raw: BinaryIO, digest: Any, errors: str = "strict") -> tuple[str, Iterator[list]]:
+def read_records(raw: BinaryIO, digest: Any, errors: str = "strict") -> tuple[str, Iterator[list]]:
     """Return the separator and the records; the header line decides comma or semicolon."""
     lines = _lines(raw, digest, errors)
     first = next(lines, "").removeprefix("\ufeff")
@@ -93,11 +93,11 @@ def _header(cells: list[str], default_journey: bool) -> tuple[dict[str, int], li
     return index, errors + [RowError(1, "", "", m) for m in missing], warnings
 
 
-def _read(reader: _Reader, raw: BinaryIO, digest: Any, default_journey: bool) -> None:
+def read_rows(reader: RowChecker, raw: BinaryIO, digest: Any, default_journey: bool) -> None:
     """Stream the file through the reader; file-level problems become row 0 or 1 errors."""
     row = 1
     try:
-        _, records = _records(raw, digest)
+        _, records = read_records(raw, digest)
         header = next(records, [])
         if not any(c.strip() for c in header):
             reader.error(0, "", "", "the file is empty: expected a header line and learners")

@@ -138,6 +138,11 @@ class UploadStore:
             return None
         return result_from_json(json.loads(path.read_text()))
 
+    def committable(self, upload: Upload) -> bool:
+        """Say whether an upload may be enrolled: it was checked and every row is sound."""
+        preview = self.result(upload.id, "preview")
+        return upload.state == "checked" and preview is not None and preview.ok
+
     def error_csv(self, upload_id: str) -> str | None:
         """Return the rejected rows with an error column, or None if there are none."""
         result = self.result(upload_id, "preview")
@@ -201,7 +206,11 @@ class _Progress(io.RawIOBase):
 
 
 def run_upload(
-    settings: Settings, engine: Engine, store: UploadStore, upload_id: str, dry_run: bool,
+    settings: Settings,
+    engine: Engine,
+    store: UploadStore,
+    upload_id: str,
+    dry_run: bool,
     now: datetime,
 ) -> dict[str, Any]:
     """Check (dry run) or commit an upload through import_roster; record progress and result."""
@@ -262,7 +271,11 @@ def run_upload(
 
 
 def start(
-    settings: Settings, engine: Engine, store: UploadStore, upload: Upload, dry_run: bool,
+    settings: Settings,
+    engine: Engine,
+    store: UploadStore,
+    upload: Upload,
+    dry_run: bool,
     now: datetime,
 ) -> str:
     """Run a small upload now, or enqueue a job for a big one; return "done" or "queued"."""

@@ -6,70 +6,36 @@ never become 100,000 ORM objects.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlmodel import Session
 from sqlmodel import select as orm_select
 
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
 from nudger.models import AuditLog, Enrolment, ImportBatch, Journey, Person
-from nudger.roster.checks import _Pair, _Reader
+from nudger.roster.checks import EnrolmentRow, RowChecker
+from nudger.roster.known import KnownPeople, chunks
 from nudger.roster.result import RowError
 from nudger.schedule import JourneyPlan, default_start, next_slot
 
 T = TypeVar("T")
 
-CHUNK = 1000  # keys per IN (...), far below every driver's parameter limit
 WRITE_CHUNK = 5000  # rows per executemany: bounds the dicts alive at once
 
 
 # --- what the database already holds ------------------------------------------------
 
 
-def _chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
-    it = iter(items)
-    while chunk := list(itertools.islice(it, size)):
-        yield chunk
-
-
-def _journeys(session: Session) -> dict[str, JourneyPlan]:
+def journey_plans(session: Session) -> dict[str, JourneyPlan]:
     """Return every journey's schedule by slug; a handful of rows, so the ORM is fine."""
     return {j.slug: JourneyPlan.build(j, []) for j in session.exec(orm_select(Journey))}
 
 
-class _Known:
-    """The people the file names who are already in the database, and their managers."""
-
-    def __init__(self, conn: Connection, emails: Iterable[str]) -> None:
-        t = Person.__table__
-        columns = (t.c.id, t.c.email, t.c.name, t.c.timezone, t.c.country, t.c.manager_id)
-        keys = bindparam("keys", expanding=True)
-        self.by_email: dict[str, Row] = {}
-        self.by_id: dict[int, Row] = {}
-        self._load(conn, select(*columns).where(t.c.email.in_(keys)), emails)
-        # Walk up the reporting lines, so a loop closed through the database shows.
-        while missing := {r.manager_id for r in self.by_id.values()} - self.by_id.keys() - {None}:
-            self._load(conn, select(*columns).where(t.c.id.in_(keys)), missing)
-
-    def _load(self, conn: Connection, stmt: Any, keys: Iterable) -> None:
-        for chunk in _chunks(keys):
-            for r in conn.execute(stmt, {"keys": chunk}):
-                self.by_email[r.email] = self.by_id[r.id] = r
-
-    def manager_email(self, email: str) -> str:
-        """Return the email of the manager the database has for `email`, or ""."""
-        row = self.by_email.get(email)
-        manager = self.by_id.get(row.manager_id) if row is not None and row.manager_id else None
-        return manager.email if manager is not None else ""
-
-
-def _enrolments(conn: Connection, person_ids: list[int], journey_ids: set[int]) -> dict:
+def existing_enrolments(conn: Connection, person_ids: list[int], journey_ids: set[int]) -> dict:
     """Return {(person_id, journey_id): (status, start_date)} on the file's journeys."""
     t = Enrolment.__table__
     stmt = select(t.c.person_id, t.c.journey_id, t.c.status, t.c.start_date).where(
@@ -77,7 +43,7 @@ def _enrolments(conn: Connection, person_ids: list[int], journey_ids: set[int]) 
         t.c.journey_id.in_(sorted(journey_ids)),
     )
     found = {}
-    for chunk in _chunks(person_ids):
+    for chunk in chunks(person_ids):
         for r in conn.execute(stmt, {"keys": chunk}):
             found[(r.person_id, r.journey_id)] = (r.status, r.start_date)
     return found
@@ -87,7 +53,7 @@ def _enrolments(conn: Connection, person_ids: list[int], journey_ids: set[int]) 
 
 
 @dataclass
-class _Plan:
+class WritePlan:
     """Exactly what a commit writes; a dry run stops here."""
 
     new_people: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
@@ -125,9 +91,11 @@ class _Starts:
         return given, False
 
 
-def _plan(reader: _Reader, known: _Known, enrolled: dict, settings: Settings, now) -> _Plan:
+def plan_writes(
+    reader: RowChecker, known: KnownPeople, enrolled: dict, settings: Settings, now
+) -> WritePlan:
     """Compare the file with the database: who is new, who changed, which enrolments."""
-    plan, starts = _Plan(), _Starts(now)
+    plan, starts = WritePlan(), _Starts(now)
     zone, country = settings.default_timezone, settings.default_country.upper()
     for email, p in reader.people.items():
         row = known.by_email.get(email)
@@ -152,7 +120,12 @@ def _plan(reader: _Reader, known: _Known, enrolled: dict, settings: Settings, no
 
 
 def _plan_pair(
-    plan: _Plan, pair: _Pair, warnings: list, known: _Known, enrolled: dict, starts: _Starts
+    plan: WritePlan,
+    pair: EnrolmentRow,
+    warnings: list,
+    known: KnownPeople,
+    enrolled: dict,
+    starts: _Starts,
 ) -> None:
     """Add the pair's enrolment to the plan, or count its rows as unchanged."""
     email, row = pair.email, known.by_email.get(pair.email)
@@ -181,7 +154,7 @@ def _plan_pair(
 # --- writing ------------------------------------------------------------------------
 
 
-def _insert_people(conn: Connection, plan: _Plan, ids: dict[str, int], now: datetime) -> None:
+def _insert_people(conn: Connection, plan: WritePlan, ids: dict[str, int], now: datetime) -> None:
     """Insert new people managers first, so each row carries its manager_id from the start."""
     t = Person.__table__
     stmt = insert(t).returning(t.c.id, t.c.email)
@@ -193,7 +166,7 @@ def _insert_people(conn: Connection, plan: _Plan, ids: dict[str, int], now: date
         pending = [(e, p) for e, p in pending if p[3] and p[3] not in ids]
         if not ready:
             raise RuntimeError("a manager loop among new people slipped past the checks")
-        for chunk in _chunks(ready, WRITE_CHUNK):
+        for chunk in chunks(ready, WRITE_CHUNK):
             values = [
                 dict(email=email, name=name, timezone=tz, country=country, created_at=now,
                      updated_at=now, manager_id=ids[manager] if manager else None)
@@ -202,7 +175,7 @@ def _insert_people(conn: Connection, plan: _Plan, ids: dict[str, int], now: date
             ids.update((r.email, r.id) for r in conn.execute(stmt, values))
 
 
-def _update_people(conn: Connection, plan: _Plan, ids: dict[str, int], now: datetime) -> None:
+def _update_people(conn: Connection, plan: WritePlan, ids: dict[str, int], now: datetime) -> None:
     t = Person.__table__
     stmt = (
         update(t)
@@ -215,11 +188,11 @@ def _update_people(conn: Connection, plan: _Plan, ids: dict[str, int], now: date
              v_manager=ids[manager] if manager else None)
         for pid, name, tz, country, manager in plan.updates.values()
     )  # fmt: skip
-    for chunk in _chunks(rows, WRITE_CHUNK):
+    for chunk in chunks(rows, WRITE_CHUNK):
         conn.execute(stmt, chunk)
 
 
-def _insert_enrolments(conn, plan: _Plan, ids: dict[str, int], batch_id: int, now) -> None:
+def _insert_enrolments(conn, plan: WritePlan, ids: dict[str, int], batch_id: int, now) -> None:
     # next_action_at = now: the next tick picks the enrolment up and works out its real times.
     same = dict(status="active", shift_days=0, next_action_at=now,
                 paused_at=None, reminders_muted=False, import_batch_id=batch_id,
@@ -228,11 +201,13 @@ def _insert_enrolments(conn, plan: _Plan, ids: dict[str, int], batch_id: int, no
         dict(same, person_id=ids[email], journey_id=journey_id, start_date=start)
         for email, journey_id, start in plan.enrolments
     )
-    for chunk in _chunks(rows, WRITE_CHUNK):
+    for chunk in chunks(rows, WRITE_CHUNK):
         conn.execute(insert(Enrolment.__table__), chunk)
 
 
-def _write(session: Session, plan: _Plan, ids: dict[str, int], batch: dict, detail: dict) -> int:
+def write_all(
+    session: Session, plan: WritePlan, ids: dict[str, int], batch: dict, detail: dict
+) -> int:
     """Write the batch, people, enrolments and the audit row, and commit; return the batch id."""
     now = batch["created_at"]
     try:

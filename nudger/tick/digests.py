@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import bindparam, update
 from sqlmodel import Session, func, select
 
-from nudger.calendar import WorkCalendar, local_date, local_instant, parse_hhmm
+from nudger.calendar import WorkCalendar, local_date, local_instant
 from nudger.config import Settings
+from nudger.journeys.spec import DigestSpec
 from nudger.models import AuditLog, Enrolment, EnrolmentStep, EscalationEvent, Person
 from nudger.tick.followups import write_messages
 
@@ -35,8 +36,8 @@ CHUNK = 500
 class DigestSchedule:
     """How often a recipient hears: daily or weekly, at a local time."""
 
-    every: str = "day"
-    at: time = time(8, 0)
+    every: str
+    at: time
     on: int = 0  # weekday of a weekly digest, Monday is 0
 
 
@@ -45,12 +46,13 @@ def schedule_for(choice: str | None, specs: list[dict]) -> DigestSchedule:
 
     Daily wins over weekly unless the recipient chose; the earliest time wins.
     """
-    specs = specs or [{}]
+    # The journey model fills in the defaults of whatever a stored spec leaves out.
+    digests = [DigestSpec.model_validate(s) for s in specs] or [DigestSpec()]
     every = choice if choice in CHOICES else None
     if every is None:
-        every = "day" if any(s.get("every", "day") == "day" for s in specs) else "week"
-    at = min(parse_hhmm(s.get("at", "08:00")) for s in specs)
-    weekly = [WEEKDAYS.index(s.get("on", "mon")) for s in specs if s.get("every") == "week"]
+        every = "day" if any(d.every == "day" for d in digests) else "week"
+    at = min(d.at for d in digests)
+    weekly = [WEEKDAYS.index(d.on) for d in digests if d.every == "week"]
     return DigestSchedule(every=every, at=at, on=min(weekly, default=0))
 
 

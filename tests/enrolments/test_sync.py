@@ -11,7 +11,7 @@ from nudger.cli import main
 from nudger.enrolments import changes as enrolments
 from nudger.enrolments.journey_edits import apply_sync, plan_sync
 from nudger.insights.reports import progress
-from nudger.journeys.loading import JourneySpec
+from nudger.journeys.spec import JourneySpec
 from nudger.models import EnrolmentStep, Journey, Outbox, Step
 from nudger.progress import complete_step
 from nudger.tick.run import tick

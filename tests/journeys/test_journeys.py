@@ -7,13 +7,8 @@ from textwrap import dedent
 
 import pytest
 
-from nudger.journeys.loading import (
-    JourneyError,
-    JourneySpec,
-    Problem,
-    load_journey,
-    load_journeys,
-)
+from nudger.journeys.loading import JourneyError, Problem, load_journey, load_journeys
+from nudger.journeys.spec import JourneySpec
 
 JOURNEYS = Path(__file__).resolve().parents[2] / "journeys"
 

@@ -21,7 +21,8 @@ from sqlmodel import select
 
 from nudger.enrolments.changes import withdraw
 from nudger.enrolments.journey_edits import apply_sync
-from nudger.journeys.loading import JourneySpec, load_journeys
+from nudger.journeys.loading import load_journeys
+from nudger.journeys.spec import JourneySpec
 from nudger.mail.render import KINDS
 from nudger.models import CapturedMail, Enrolment, Journey, Outbox, Person
 from nudger.outbox.sending import send_batch

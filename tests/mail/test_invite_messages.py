@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from nudger.enrolments import changes as enrolments
 from nudger.enrolments.journey_edits import apply_sync
-from nudger.journeys.loading import JourneySpec
+from nudger.journeys.spec import JourneySpec
 from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox
 from nudger.outbox.sending import send_batch
 from nudger.progress import complete_step

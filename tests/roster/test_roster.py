@@ -12,7 +12,8 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from nudger.models import AuditLog, Enrolment, ImportBatch, Person
-from nudger.roster import ImportResult, _normal_email, import_roster, write_error_csv
+from nudger.roster import ImportResult, import_roster, write_error_csv
+from nudger.roster.checks import normal_email
 from tests.factories import make_enrolment, make_journey, make_person
 
 HEADER = "email,name,manager_email,journey,start_date,timezone,country"
@@ -567,7 +568,7 @@ def test_email_check_agrees_with_email_validator(address):
     except EmailNotValidError:
         expected = None
     try:
-        got = _normal_email(address)
+        got = normal_email(address)
     except EmailNotValidError:
         got = None
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from sqlmodel import select
 
-from nudger.insights import charts, dashboard
-from nudger.insights.ledger import CLOCK_LATE
+from nudger.insights import charts, dashboard, ledger
 from nudger.insights.reports import progress
-from nudger.models import AuditLog, Journey, TickRun
+from nudger.models import AuditLog, Journey
 from nudger.web import db
 from nudger.web.admin import clock
 from nudger.web.admin.csv import csv_download
@@ -55,8 +54,7 @@ def index():
                 colour="stall",
             ),
         }
-    last_tick = session.exec(select(TickRun).order_by(TickRun.id.desc()).limit(1)).first()
-    clock_late = last_tick is None or now - last_tick.started_at > CLOCK_LATE
+    last_tick = ledger.last_tick(session)
     return render_template(
         "admin/dashboard.html",
         journeys=journeys,
@@ -64,7 +62,7 @@ def index():
         detail=detail,
         charts=charts_for,
         last_tick=last_tick,
-        clock_late=clock_late,
+        clock_late=ledger.clock_late(last_tick, now),
         now=now,
     )
 

@@ -131,8 +131,7 @@ def errors_csv(upload_id: str):
 @bp.post("/upload/<upload_id>/commit")
 def commit(upload_id: str):
     upload = _upload(upload_id)
-    preview = _store().result(upload_id, "preview")
-    if upload.state != "checked" or preview is None or not preview.ok:
+    if not _store().committable(upload):
         flash("This file can't be enrolled as it is: fix the errors and upload it again.")
         return redirect(url_for("admin.upload.show", upload_id=upload_id))
     _run(upload, dry_run=False)

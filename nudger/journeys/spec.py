@@ -1,0 +1,244 @@
+"""The journey model: what a journey file may say, its defaults, and its rules.
+
+This is the only home of a journey's defaults (send and invite times, due_after,
+the digest time); the schedule and the tick read them from here.
+"""
+
+import hashlib
+import json
+import re
+from datetime import datetime, time
+from typing import Annotated, Any, Literal, NoReturn, get_args
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+Kind = Literal[
+    "read", "discuss", "elearning", "experiment", "practice", "feedback",
+    "reflect", "workshop", "video", "quiz", "assignment", "other",
+]  # fmt: skip
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+KINDS: tuple[str, ...] = get_args(Kind)
+DAYS: tuple[str, ...] = get_args(Day)
+
+Loc = tuple[str | int, ...]
+
+
+def _slug(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9-]+", value):
+        raise ValueError("must use only lowercase letters, digits and hyphens")
+    return value
+
+
+def _clock(value: object) -> object:
+    """Read "HH:MM" as a time; a time object passes, so python-mode dumps re-validate."""
+    if isinstance(value, time) and value.second == value.microsecond == 0 and not value.tzinfo:
+        return value
+    match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError('must be a 24-hour time HH:MM, like "09:00"')
+    return time(int(match[1]), int(match[2]))
+
+
+def _local_minute(value: object) -> object:
+    """Read "YYYY-MM-DDTHH:MM" as a naive (learner-local) datetime."""
+    if isinstance(value, datetime) and value.second == value.microsecond == 0:
+        # PyYAML turns 2027-02-10T14:00:00Z into an aware datetime; the contract is local time.
+        if value.tzinfo is None:
+            return value
+    elif isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d", value):
+        try:
+            return datetime.strptime(value, "%Y-%m-%dT%H:%M")
+        except ValueError:
+            pass  # a date like 2027-02-30; reported below with the expected shape
+    raise ValueError('must be a local date and time without a time zone, like "2027-02-10T14:00"')
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_slug)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Clock = Annotated[
+    time,
+    BeforeValidator(_clock),
+    PlainSerializer(lambda t: t.strftime("%H:%M"), return_type=str, when_used="json"),
+]
+LocalMinute = Annotated[
+    datetime,
+    BeforeValidator(_local_minute),
+    PlainSerializer(lambda d: d.strftime("%Y-%m-%dT%H:%M"), return_type=str, when_used="json"),
+]
+
+
+def _fail(errors: list[tuple[Loc, str]]) -> NoReturn:
+    """Raise errors located below the field being validated, so each one keeps its own line."""
+    raise ValidationError.from_exception_data(
+        "JourneySpec",
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("journey", "{message}", {"message": message}),
+                loc=loc,
+                input=None,
+            )
+            for loc, message in errors
+        ],
+    )
+
+
+class _Spec(BaseModel):
+    """Base for journey parts: unknown keys are typos, and a spec never changes once read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScheduleSpec(_Spec):
+    """When a journey's steps go out and when they fall due."""
+
+    send_time: Clock = time(9, 0)
+    invite_time: Clock = time(10, 0)
+    days: list[Day] = Field(default_factory=lambda: list(DAYS[:5]), min_length=1)
+    holidays: bool = True
+    due_after: int = Field(2, ge=0)
+
+    @field_validator("days")
+    @classmethod
+    def _days_are_unique(cls, days: list[str]) -> list[str]:
+        repeats = [((i,), f"{d} is listed twice") for i, d in enumerate(days) if d in days[:i]]
+        if repeats:
+            _fail(repeats)
+        return days
+
+
+class StepSpec(_Spec):
+    """One step of a journey: something the learner does on a given working day."""
+
+    key: Slug
+    day: int = Field(ge=0)
+    kind: Kind
+    title: Text
+    minutes: int | None = Field(None, gt=0)
+    link: HttpUrl | None = None
+    body: str | None = None
+    due_after: int | None = Field(None, ge=0)
+    confirmed_by: Literal["manager"] | None = None
+    at: LocalMinute | None = None
+    _position: int = PrivateAttr(0)
+
+    @property
+    def position(self) -> int:
+        """Return the step's index in the journey once sorted by day."""
+        return self._position
+
+    @model_validator(mode="after")
+    def _fixed_events_have_a_length(self) -> "StepSpec":
+        if self.at is not None and self.minutes is None:
+            _fail([(("minutes",), "is required with `at`: it is the event's length")])
+        return self
+
+
+class ReminderSpec(_Spec):
+    """Remind the learner this many working days after a step became overdue."""
+
+    after: int = Field(ge=1)
+
+
+class EscalationSpec(_Spec):
+    """Tell someone, in their digest, about a step overdue by this many working days."""
+
+    after: int = Field(ge=1)
+    notify: Literal["manager", "skip_level", "admin"]
+
+
+class DigestSpec(_Spec):
+    """How often, and when, escalation digests go out."""
+
+    every: Literal["day", "week"] = "day"
+    at: Clock = time(8, 0)
+    on: Day = "mon"
+
+
+class JourneySpec(_Spec):
+    """A journey as written in its YAML file, validated and with steps sorted by day."""
+
+    slug: Slug
+    title: Text
+    owner: EmailStr | None = None
+    summary: str | None = None
+    goal: list[Text] = Field(min_length=1)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    steps: list[StepSpec] = Field(min_length=1)
+    reminders: list[ReminderSpec] = []
+    escalations: list[EscalationSpec] = []
+    digest: DigestSpec = Field(default_factory=DigestSpec)
+
+    @field_validator("steps")
+    @classmethod
+    def _sort_steps(cls, steps: list[StepSpec]) -> list[StepSpec]:
+        first: dict[str, int] = {}
+        repeats: list[tuple[Loc, str]] = []
+        for i, step in enumerate(steps):
+            if step.key in first:
+                message = f"{step.key!r} is already the key of steps[{first[step.key]}]"
+                repeats.append(((i, "key"), message))
+            first.setdefault(step.key, i)
+        if repeats:
+            _fail(repeats)
+        # sorted() is stable, so steps on the same day keep their order in the file.
+        ordered = sorted(steps, key=lambda step: step.day)
+        for position, step in enumerate(ordered):
+            step._position = position
+        return ordered
+
+    @field_validator("reminders", "escalations")
+    @classmethod
+    def _thresholds_increase(cls, rules: list[Any]) -> list[Any]:
+        errors: list[tuple[Loc, str]] = [
+            ((i, "after"), f"must be greater than the previous one ({rules[i - 1].after})")
+            for i in range(1, len(rules))
+            if rules[i].after <= rules[i - 1].after
+        ]
+        if errors:
+            _fail(errors)
+        return rules
+
+    def step(self, key: str) -> StepSpec:
+        """Return the step with this key, or raise KeyError."""
+        for step in self.steps:
+            if step.key == key:
+                return step
+        raise KeyError(key)
+
+    def due_after_for(self, step: StepSpec) -> int:
+        """Return the working days a step has before it is overdue."""
+        return self.schedule.due_after if step.due_after is None else step.due_after
+
+    def weekday_numbers(self) -> list[int]:
+        """Return the schedule's days as sorted weekday numbers, Monday=0."""
+        return sorted(DAYS.index(day) for day in self.schedule.days)
+
+    def checksum(self) -> str:
+        """Return a stable hash of the normalised spec, to notice edits to its file."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
