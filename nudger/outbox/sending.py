@@ -26,15 +26,17 @@ from sqlmodel import Session, select
 from nudger.bulk import among, update_rows
 from nudger.config import Settings
 from nudger.db import utcnow
-from nudger.mail.compose.steps import COMPOSERS, PRELOADED, compose
+from nudger.mail import render
+from nudger.mail.compose import COMPOSERS, compose
+from nudger.mail.compose.context import LIVE_STEPS, PRELOADED
 from nudger.models import CapturedMail, Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
+from nudger.outbox.transport import open_transport
 from nudger.outbox.transport.base import (
     PermanentSendError,
     SendError,
     Sending,
     TransientSendError,
     Transport,
-    open_transport,
 )
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,11 @@ COMMIT_SECONDS = 2.0
 # Messages written whose answers are not read yet: the SMTP transport keeps
 # one waiting for its content and one waiting for its final answer.
 IN_FLIGHT = 2
+
+
+def warm_up() -> None:
+    """Compile every email template once, so forked send jobs start with them built."""
+    render.warm_up()
 
 
 def claim(
@@ -376,7 +383,7 @@ def _failed(error: str) -> tuple[str, dict]:
 def preload(session: Session, rows: Iterable[Outbox]) -> None:
     """Load what a batch's messages name in a few queries, so composing issues none.
 
-    Composers look objects up with `nudger.mail.compose.steps.loaded`, which finds them in
+    Composers look objects up with `nudger.mail.compose.context.loaded`, which finds them in
     an index kept in the session's `info` for as long as it lives (one batch),
     or with `session.get`, which finds them in its identity map.
     """
@@ -396,7 +403,7 @@ def preload(session: Session, rows: Iterable[Outbox]) -> None:
         (Step, steps),
     ):
         index.update(((model, o.id), o) for o in objects)
-    counts: dict[int, int] = session.info.setdefault("nudger.live_steps", {})
+    counts: dict[int, int] = session.info.setdefault(LIVE_STEPS, {})
     for journey_id in journey_ids:
         counts[journey_id] = sum(1 for s in steps if s.journey_id == journey_id and not s.removed)
 

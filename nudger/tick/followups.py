@@ -18,17 +18,16 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import select
 
-from nudger.bulk import insert_all, insert_ignoring
+from nudger.bulk import insert_all
 from nudger.calendar import WorkCalendar
 from nudger.db import upsert_ignore
-from nudger.models import AdminUser, AuditLog, EscalationEvent, Outbox, Person
+from nudger.journeys.spec import CONFIRM
+from nudger.models import AdminUser, AuditLog, EscalationEvent, Person
 from nudger.schedule import JourneyPlan, PlanStep
 
 if TYPE_CHECKING:
     from nudger.tick.state import ClosedStep, DueEnrolment, Learner, OpenStep, TickContext
 
-LEVELS = ("manager", "skip_level", "admin")
-CONFIRM = "confirm"  # the learner says done; their manager is asked to confirm it
 WRITE_BATCH = 1000
 
 
@@ -330,23 +329,7 @@ def _write_reminders(ctx: TickContext, reminders: list[dict]) -> None:
 
 def write_messages(ctx: TickContext, messages: list[dict]) -> dict[str, int]:
     """Write outbox rows whose keys do not exist yet; return the new ids by key."""
-    fixed = {
-        "state": "pending",
-        "attempts": 0,
-        "next_attempt_at": ctx.now,
-        "enqueued_at": ctx.now,
-        "created_at": ctx.now,
-    }
-    values = [{**message, **fixed} for message in messages]
-    written = {}
-    returning = ("id", "dedupe_key", "kind")
-    for outbox_id, key, kind in insert_ignoring(
-        ctx.session, Outbox.__table__, values, ("dedupe_key",), returning
-    ):
-        ctx.counts[kind] += 1
-        ctx.new_outbox_ids.append(outbox_id)
-        written[key] = outbox_id
-    return written
+    return {row.dedupe_key: row.id for row in ctx.add_outboxes(messages)}
 
 
 def _audit(ctx: TickContext, action: str, enrolment_id: int, detail: dict) -> None:

@@ -14,9 +14,9 @@ from typing import NamedTuple
 
 from sqlmodel import Session, select
 
-from nudger.bulk import insert_ignoring
+from nudger import outbox
 from nudger.config import Settings
-from nudger.models import Journey, Outbox, Step
+from nudger.models import Journey, Step
 from nudger.schedule import JourneyPlan
 
 
@@ -122,46 +122,10 @@ class TickContext:
             plan = self.plans[journey_id] = JourneyPlan.build(journey, list(steps))
         return plan
 
-    def add_outbox(
-        self,
-        *,
-        kind: str,
-        dedupe_key: str,
-        to_email: str,
-        payload: dict,
-        person_id: int | None = None,
-        enrolment_id: int | None = None,
-    ) -> int | None:
-        """Write one message row unless its key exists; return its id if written."""
-        message = {
-            "kind": kind,
-            "dedupe_key": dedupe_key,
-            "to_email": to_email,
-            "payload": payload,
-            "person_id": person_id,
-            "enrolment_id": enrolment_id,
-        }
-        ids = self.add_outboxes([message])
-        return ids[0] if ids else None
-
-    def add_outboxes(self, messages: list[dict]) -> list[int]:
-        """Write many message rows in one statement per batch; return the ids written.
-
-        Each dict has the keyword arguments of `add_outbox`.
-        """
-        fixed = {
-            "state": "pending",
-            "attempts": 0,
-            "next_attempt_at": self.now,
-            "enqueued_at": self.now,
-            "created_at": self.now,
-        }
-        rows = [{"person_id": None, "enrolment_id": None, **m, **fixed} for m in messages]
-        ids = []
-        for new_id, kind in insert_ignoring(
-            self.session, Outbox.__table__, rows, ("dedupe_key",), ("id", "kind")
-        ):
-            self.counts[kind] += 1
-            ids.append(new_id)
-        self.new_outbox_ids.extend(ids)
-        return ids
+    def add_outboxes(self, messages: list[dict]) -> list[outbox.Added]:
+        """Write the tick's outbox rows (see `outbox.add`), counted and enqueued after commit."""
+        added = outbox.add(self.session, messages, self.now, enqueued_at=self.now)
+        for row in added:
+            self.counts[row.kind] += 1
+            self.new_outbox_ids.append(row.id)
+        return added

@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from nudger.calendar import WorkCalendar
 from nudger.mail import previews
-from nudger.mail.compose.steps import compose
+from nudger.mail.compose import compose
 from nudger.models import AuditLog, Journey, Outbox
 from nudger.outbox.sending import send_batch
 from nudger.queue import SEND_QUEUE, queue

@@ -19,8 +19,8 @@ from sqlmodel import Session, func, select
 from nudger import tokens
 from nudger.calendar import local_date
 from nudger.config import Settings
-from nudger.mail.compose.steps import (
-    COMPOSERS,
+from nudger.journeys.spec import CONFIRM, LEVELS
+from nudger.mail.compose.context import (
     journey_ctx,
     live_step_count,
     person_ctx,
@@ -30,7 +30,6 @@ from nudger.mail.compose.steps import (
 from nudger.mail.render import build_message, make_message_id, render
 from nudger.models import Enrolment, EnrolmentStep, EscalationEvent, Journey, Outbox, Person, Step
 from nudger.schedule import JourneyPlan
-from nudger.tick.followups import CONFIRM, LEVELS
 
 ONE_CLICK = {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
@@ -275,6 +274,3 @@ def _aware(value: datetime | str | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
-
-
-COMPOSERS.update(reminder=compose_reminder, digest=compose_digest)

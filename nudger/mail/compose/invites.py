@@ -17,8 +17,7 @@ from sqlmodel import Session
 
 from nudger import tokens
 from nudger.config import Settings
-from nudger.mail.compose.steps import (
-    COMPOSERS,
+from nudger.mail.compose.context import (
     journey_ctx,
     live_step_count,
     person_ctx,
@@ -170,6 +169,3 @@ def _message(
         rendered=render(kind, ctx),
         invite=invites,
     )
-
-
-COMPOSERS.update({"invite-update": compose_invite_update, "invite-cancel": compose_invite_cancel})

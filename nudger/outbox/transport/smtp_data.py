@@ -103,7 +103,8 @@ def _wire(part: Message, policy, out: list[str]) -> None:
         if name.lower() == "content-type":
             content_type = value
     out.append("\r\n")
-    payload = part._payload  # what the Generator reads, without get_payload's decoding
+    # Undecoded, as the Generator writes it: the parts of a multipart, else the encoded body.
+    payload = part.get_payload()
     if isinstance(payload, list):
         boundary = _boundary(content_type)
         if not boundary or part.preamble is not None or part.epilogue is not None:
