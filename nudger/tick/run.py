@@ -25,6 +25,7 @@ from nudger.tick import digests, followups
 from nudger.tick.state import (
     NO_STEPS,
     ClosedStep,
+    Cohort,
     DueEnrolment,
     DueSteps,
     Learner,
@@ -170,10 +171,10 @@ def send_due_steps(
     cal = plan.calendar(person, ctx.settings.default_country)
     have = frozenset(row.step_id for row in already) if already else NO_STEPS
     tz, start, shift = person.timezone, enrolment.start_date, enrolment.shift_days
-    key = ("new", plan.journey_id, cal.country, tz, start, shift, have)
-    found = ctx.memo.get(key)
+    key = Cohort(plan.journey_id, cal.country, tz, start, shift, have)
+    found = ctx.new_steps.get(key)
     if found is None:
-        found = ctx.memo[key] = new_steps(plan, cal, tz, start, shift, have, ctx.now)
+        found = ctx.new_steps[key] = new_steps(plan, cal, tz, start, shift, have, ctx.now)
     if found.due:
         now = ctx.now
         rows = [

@@ -99,6 +99,34 @@ class DueSteps:
 
 
 @dataclass
+class FollowUpNotes:
+    """What the follow-ups (`nudger.tick.followups.chase`) decided, waiting for `flush`."""
+
+    events: list[dict] = field(default_factory=list)
+    reminders: list[dict] = field(default_factory=list)
+    # Why each message or event was written: audit rows, inserted together.
+    audits: list[dict] = field(default_factory=list)
+    # (email, manager id) by person id, kept for the whole tick: managers repeat.
+    people: dict[int, tuple[str, int | None]] = field(default_factory=dict)
+    admins: list[str] | None = None
+
+
+class Cohort(NamedTuple):
+    """Enrolments for which the schedule answers alike: worked out once per tick for each.
+
+    `now` is fixed for a tick, so the steps due and the first follow-up check
+    depend only on these.
+    """
+
+    journey_id: int
+    country: str
+    timezone: str
+    start: date
+    shift_days: int
+    have: frozenset[int]  # the steps the enrolment already has
+
+
+@dataclass
 class TickContext:
     """What one tick shares across enrolments: settings, plans, counts."""
 
@@ -106,9 +134,9 @@ class TickContext:
     settings: Settings
     now: datetime
     plans: dict[int, JourneyPlan] = field(default_factory=dict)
-    # Schedule answers that hold for the whole tick (`now` is fixed), keyed by
-    # a tuple whose first item names the question.
-    memo: dict[tuple, object] = field(default_factory=dict)
+    new_steps: dict[Cohort, NewSteps] = field(default_factory=dict)
+    first_checks: dict[Cohort, datetime | None] = field(default_factory=dict)
+    followups: FollowUpNotes = field(default_factory=FollowUpNotes)
     counts: Counter = field(default_factory=Counter)
     new_outbox_ids: list[int] = field(default_factory=list)
     # Steps decided in this chunk, written together by `write_sent_steps`.
