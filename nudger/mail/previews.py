@@ -23,7 +23,8 @@ from nudger.config import Settings
 from nudger.mail.compose.context import journey_ctx, sender_domain, step_ctx
 from nudger.mail.compose.followups import ONE_CLICK
 from nudger.mail.invites import InviteEvent, build_invite, make_uid
-from nudger.mail.render import build_message, make_message_id, render
+from nudger.mail.mime import build_message, make_message_id
+from nudger.mail.render import render
 from nudger.models import EnrolmentStep, Journey, Person, Step
 from nudger.schedule import JourneyPlan, PlanStep, default_start
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import NamedTuple
@@ -21,15 +20,15 @@ from typing import NamedTuple
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from nudger.bulk import among, update_rows
 from nudger.config import Settings
 from nudger.db import utcnow
 from nudger.mail import render
 from nudger.mail.compose import COMPOSERS, compose
-from nudger.mail.compose.context import LIVE_STEPS, PRELOADED
-from nudger.models import CapturedMail, Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
+from nudger.mail.compose.context import preload
+from nudger.models import CapturedMail, Outbox
 from nudger.outbox.transport import open_transport
 from nudger.outbox.transport.base import (
     PermanentSendError,
@@ -378,44 +377,3 @@ def _header(msg: EmailMessage, name: str) -> str:
 
 def _failed(error: str) -> tuple[str, dict]:
     return "failed", {"state": "failed", "last_error": error[:4000]}
-
-
-def preload(session: Session, rows: Iterable[Outbox]) -> None:
-    """Load what a batch's messages name in a few queries, so composing issues none.
-
-    Composers look objects up with `nudger.mail.compose.context.loaded`, which finds them in
-    an index kept in the session's `info` for as long as it lives (one batch),
-    or with `session.get`, which finds them in its identity map.
-    """
-    rows = list(rows)
-    step_row_ids = {i for r in rows for i in _step_row_ids(r.payload)}
-    enrolment_ids = {r.enrolment_id for r in rows if r.enrolment_id}
-    index: dict = session.info.setdefault(PRELOADED, {})
-    enrolments = _fetch(session, Enrolment, Enrolment.id, enrolment_ids)
-    person_ids = {r.person_id for r in rows if r.person_id} | {e.person_id for e in enrolments}
-    journey_ids = {e.journey_id for e in enrolments}
-    steps = _fetch(session, Step, Step.journey_id, journey_ids)
-    for model, objects in (
-        (EnrolmentStep, _fetch(session, EnrolmentStep, EnrolmentStep.id, step_row_ids)),
-        (Enrolment, enrolments),
-        (Person, _fetch(session, Person, Person.id, person_ids)),
-        (Journey, _fetch(session, Journey, Journey.id, journey_ids)),
-        (Step, steps),
-    ):
-        index.update(((model, o.id), o) for o in objects)
-    counts: dict[int, int] = session.info.setdefault(LIVE_STEPS, {})
-    for journey_id in journey_ids:
-        counts[journey_id] = sum(1 for s in steps if s.journey_id == journey_id and not s.removed)
-
-
-def _step_row_ids(payload: object) -> list[int]:
-    """Return the enrolment-step ids a payload names; a malformed one names none here
-    (its composer fails it, alone, with the reason)."""
-    ids = payload.get("enrolment_step_ids") if isinstance(payload, dict) else None
-    return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
-
-
-def _fetch(session: Session, model, column, values: set[int]) -> list:
-    if not values:
-        return []
-    return list(session.exec(select(model).where(among(session, column, sorted(values)))))

@@ -27,7 +27,8 @@ from nudger.mail.compose.context import (
     sender_domain,
     step_ctx,
 )
-from nudger.mail.render import build_message, make_message_id, render
+from nudger.mail.mime import build_message, make_message_id
+from nudger.mail.render import render
 from nudger.models import Enrolment, EnrolmentStep, EscalationEvent, Journey, Outbox, Person, Step
 from nudger.schedule import JourneyPlan
 

@@ -25,7 +25,8 @@ from nudger.mail.compose.context import (
     step_ctx,
 )
 from nudger.mail.invites import InviteEvent, Method, build_invites, make_uid
-from nudger.mail.render import build_message, make_message_id, render
+from nudger.mail.mime import build_message, make_message_id
+from nudger.mail.render import render
 from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
 
 # Why an invite is cancelled, most telling first: one email gives one reason.

@@ -18,7 +18,7 @@ from nudger.mail.compose.context import (
     step_ctx,
 )
 from nudger.mail.invites import InviteEvent, build_invites, make_uid
-from nudger.mail.render import build_message, make_message_id
+from nudger.mail.mime import build_message, make_message_id
 from nudger.mail.render_once import Personal, render_personal
 from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
 

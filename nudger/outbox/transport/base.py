@@ -18,8 +18,6 @@ from typing import Self
 Capture = Callable[[EmailMessage], None]
 
 
-
-
 class SendError(Exception):
     """A message could not be handed to the SMTP server.
 
