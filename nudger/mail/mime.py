@@ -172,6 +172,11 @@ def _multipart(msg: MIMEPart, subtype: str, parts: list[MIMEPart]) -> MIMEPart:
     return msg
 
 
+def unsubscribe_headers(url: str) -> dict[str, str]:
+    """Return the headers of a one-click unsubscribe (RFC 8058) that POSTs to `url`."""
+    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
 def make_message_id(outbox_id: int, dedupe_key: str, domain: str) -> str:
     """Return the Message-ID of one outbox row, the same on every retry."""
     digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:12]

@@ -20,10 +20,9 @@ from sqlmodel import Session, select
 from nudger import tokens
 from nudger.calendar import WorkCalendar, local_date
 from nudger.config import Settings
-from nudger.mail.compose.context import journey_ctx, sender_domain, step_ctx
-from nudger.mail.compose.followups import ONE_CLICK
+from nudger.mail.context import journey_ctx, sender_domain, step_ctx
 from nudger.mail.invites import InviteEvent, build_invite, make_uid
-from nudger.mail.mime import build_message, make_message_id
+from nudger.mail.mime import build_message, make_message_id, unsubscribe_headers
 from nudger.mail.render import render
 from nudger.models import EnrolmentStep, Journey, Person, Step
 from nudger.schedule import JourneyPlan, PlanStep, default_start
@@ -125,7 +124,7 @@ def build_preview(
             ctx["steps"] = [{**sctx, "days_overdue": after}]
             ctx["mute_url"] = tokens.link(settings, "mute", "mute", 0)
             ctx["tz"] = tz
-            headers = {"List-Unsubscribe": f"<{ctx['mute_url']}>", **ONE_CLICK}
+            headers = unsubscribe_headers(ctx['mute_url'])
         elif preview.kind == "invite-update":
             moved = plan.invite_start(cal, tz, start, 1, pstep)
             es.invite_start = moved
@@ -140,7 +139,7 @@ def build_preview(
         level = key.split(":", 1)[1]
         ctx = _digest_ctx(settings, plan, journey, level, to, now, tz)
         if ctx["preferences_url"]:
-            headers = {"List-Unsubscribe": f"<{ctx['preferences_url']}>", **ONE_CLICK}
+            headers = unsubscribe_headers(ctx['preferences_url'])
     rendered = render(preview.kind, ctx)
     if test:
         rendered = replace(rendered, subject=f"[Test] {rendered.subject}")

@@ -27,7 +27,7 @@ from nudger.config import Settings
 from nudger.db import utcnow
 from nudger.mail import render
 from nudger.mail.compose import COMPOSERS, compose
-from nudger.mail.compose.context import preload
+from nudger.mail.context import preload
 from nudger.models import CapturedMail, Outbox
 from nudger.outbox.transport import open_transport
 from nudger.outbox.transport.base import (

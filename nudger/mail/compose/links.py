@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from nudger import tokens
 from nudger.config import Settings
-from nudger.mail.compose.context import person_ctx, sender_domain
+from nudger.mail.context import person_ctx, sender_domain
 from nudger.mail.mime import build_message, make_message_id
 from nudger.mail.render import render
 from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox, Person, Step

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from sqlmodel import Session
 
 from nudger.config import Settings
-from nudger.mail.compose.context import sender_domain
+from nudger.mail.context import sender_domain
 from nudger.mail.mime import make_message_id
 from nudger.mail.previews import PreviewNotFound, build_preview
 from nudger.models import Journey, Outbox

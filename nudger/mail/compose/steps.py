@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from nudger import tokens
 from nudger.config import Settings
-from nudger.mail.compose.context import (
+from nudger.mail.context import (
     journey_ctx,
     live_step_count,
     loaded,
