@@ -16,7 +16,7 @@ from typing import NamedTuple
 from sqlalchemy import update
 from sqlmodel import Session
 
-from nudger.bulk import insert_ignoring
+from nudger.bulk import among, insert_ignoring
 from nudger.config import Settings
 from nudger.models import Outbox
 from nudger.queue import enqueue_send
@@ -72,6 +72,10 @@ def enqueue_committed(session: Session, settings: Settings, ids: list[int], now:
     except Exception:  # Redis down: the tick's stale-pending sweep enqueues them later
         log.warning("could not enqueue outbox rows %s; the tick will", ids, exc_info=True)
         return False
-    session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(enqueued_at=now))
+    # Rows written with enqueued_at = now (the tick's) need no second write.
+    fresh = (Outbox.enqueued_at.is_(None)) | (Outbox.enqueued_at != now)
+    session.execute(
+        update(Outbox).where(among(session, Outbox.id, ids), fresh).values(enqueued_at=now)
+    )
     session.commit()
     return True

@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from nudger import outbox
 from nudger.bulk import among, insert_ignoring, update_by_id
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
@@ -57,15 +58,9 @@ def tick(
     digests.queue_digests(ctx)
     ctx.counts["requeued"] = requeue_stale(session, now, settings.max_attempts)
     session.commit()
-    stale = stale_pending(session, now)
-    ids = ctx.new_outbox_ids + stale
-    if enqueue and ids:
-        from nudger.queue import enqueue_send
-
-        enqueue_send(settings, sorted(set(ids)), now)
-        # Rows written by this tick already say enqueued_at = now: only the stale ones change.
-        mark_enqueued(session, stale, now)
-    ctx.counts["enqueued"] = len(set(ids)) if enqueue else 0
+    ids = sorted(set(ctx.new_outbox_ids + stale_pending(session, now)))
+    enqueued = enqueue and outbox.enqueue_committed(session, settings, ids, now)
+    ctx.counts["enqueued"] = len(ids) if enqueued else 0
     counts = {k: int(v) for k, v in sorted(ctx.counts.items())}
     session.add(
         TickRun(now=now, duration_ms=int((timer.perf_counter() - started) * 1000), counts=counts)
@@ -298,11 +293,3 @@ def stale_pending(session: Session, now: datetime) -> list[int]:
         )
     )
     return list(rows)
-
-
-def mark_enqueued(session: Session, ids: list[int], now: datetime) -> None:
-    """Record that these rows have a job, so the next tick leaves them alone."""
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start : start + 1000]
-        session.execute(update(Outbox).where(Outbox.id.in_(chunk)).values(enqueued_at=now))
-    session.commit()
