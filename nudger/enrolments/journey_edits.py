@@ -34,7 +34,7 @@ from nudger.enrolments.edit_summary import (
     JourneyChange,
     StepEffect,
 )
-from nudger.enrolments.invites import invite_changed, invites_cancelled
+from nudger.enrolments.invite_changes import invite_changed, invites_cancelled
 from nudger.journeys.spec import JourneySpec, StepSpec
 from nudger.models import Enrolment, EnrolmentStep, Journey, Step
 from nudger.schedule import JourneyPlan

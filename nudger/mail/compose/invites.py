@@ -1,6 +1,6 @@
 """Build invite-update (METHOD:REQUEST) and invite-cancel (METHOD:CANCEL) emails.
 
-The rows are written by `nudger.enrolments.invites` with the steps' SEQUENCE
+The rows are written by `nudger.enrolments.invite_changes` with the steps' SEQUENCE
 already raised. They are rendered from the database as it is at send time,
 with the same UID as the step's first invite and its current SEQUENCE. A
 change that no longer holds by then is not sent: a cancel for a pause that
