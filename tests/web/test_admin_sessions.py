@@ -124,3 +124,16 @@ def test_sign_out_everywhere_ends_every_session_and_is_audited(settings, session
     audit = session.exec(select(AuditLog).where(AuditLog.action == "admin.logout_all")).one()
     assert audit.actor == "admin@example.com"
     assert audit.detail == {"sessions": 2}
+
+
+def test_last_seen_moves_on_at_most_every_five_minutes(settings, session, now, redis):
+    make_admin(session, now)
+    app = admin_app(settings, now)
+    client = app.test_client()
+    sign_in(client)
+    for minutes, seen in ((4, 0), (6, 6), (10, 6), (12, 12)):
+        app.config["NUDGER_CLOCK"] = lambda m=minutes: now + timedelta(minutes=m)
+        assert client.get("/admin/").status_code == 200
+        session.expire_all()
+        row = session.exec(select(AdminSession)).one()
+        assert row.last_seen_at == now + timedelta(minutes=seen), minutes
