@@ -201,6 +201,28 @@ class AdminUser(SQLModel, table=True):
     last_login_at: datetime | None = _ts(default=None)
 
 
+class AdminSession(SQLModel, table=True):
+    """A signed-in console. The cookie holds a random token whose hash is kept here,
+    so ending the row ends every copy of the cookie."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)  # sha256 hex: a leaked table opens nothing
+    admin_id: int = Field(foreign_key="adminuser.id", index=True)
+    ip: str = Field(default="", max_length=64)
+    created_at: datetime = _ts()
+    last_seen_at: datetime = _ts()
+    expires_at: datetime = _ts()
+    revoked_at: datetime | None = _ts(default=None)
+
+
+class LoginCount(SQLModel, table=True):
+    """Sign-in attempts of one IP or email in its window, counted here only when Redis is down."""
+
+    key: str = Field(primary_key=True, max_length=340)  # "ip:<address>" or "email:<address>"
+    window_start: datetime = _ts()
+    attempts: int = 0
+
+
 class AuditLog(SQLModel, table=True):
     """Who changed what, and why a message went out."""
 
