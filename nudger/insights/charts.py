@@ -41,14 +41,46 @@ def _open(chart_id: str, title: str, desc: str, height: int) -> str:
     )
 
 
-def _short(label: str, limit: int = 34) -> str:
-    return label if len(label) <= limit else label[: limit - 1] + "…"
+# Glyph widths in em, rounded up from DejaVu Sans, the widest of the usual
+# fallbacks for system-ui: a label that fits in it fits in the others.
+_NARROW = frozenset("'ijlIJ .,:;/\\|!\u2019\u00b7")
+_SEMI = frozenset('ftr-()[]"')
+_WIDE = frozenset("mwMW@%&#+<=>^~—…")
+
+
+def text_width(text: str, size: float = 13) -> float:
+    """Return a generous estimate of the width of `text` in pixels at font size `size`."""
+    em = 0.0
+    for ch in text:
+        if ch in _NARROW:
+            em += 0.34
+        elif ch in _SEMI:
+            em += 0.42
+        elif ch in _WIDE or ord(ch) >= 0x2E80:  # CJK and the like are full width
+            em += 1.0
+        elif ch.isupper():
+            em += 0.8
+        else:
+            em += 0.65
+    return em * size
+
+
+def fit(label: str, width: float, size: float = 13) -> str:
+    """Return `label`, cut at the end with an ellipsis if it is wider than `width` pixels."""
+    if text_width(label, size) <= width:
+        return label
+    while label and text_width(label + "…", size) > width:
+        label = label[:-1]
+    return label.rstrip() + "…"
+
+
+def _label(label: str) -> str:
+    # Right-aligned against the bars; the group's <title> carries it in full.
+    return fit(label, LABEL_W - 16)
 
 
 def _empty(chart_id: str, title: str, message: str) -> Markup:
-    body = (
-        f'<text x="0" y="24" fill="{MUTED}">{escape(message)}</text></svg>'
-    )
+    body = f'<text x="0" y="24" fill="{MUTED}">{escape(message)}</text></svg>'
     return Markup(_open(chart_id, title, message, 40) + body)
 
 
@@ -71,7 +103,7 @@ def funnel(
         parts.append(
             f"<g><title>{escape(label)}: {done} done, {sent} sent of {enrolled}</title>"
             f'<text x="{LABEL_W - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
-            f"{escape(_short(label))}</text>"
+            f"{escape(_label(label))}</text>"
             f'<rect x="{LABEL_W}" y="{y}" width="{bar_w}" height="{BAR_H}" fill="#eef1f6"/>'
             f'<rect x="{LABEL_W}" y="{y}" width="{sent_w}" height="{BAR_H}" fill="{sent_fill}"/>'
             f'<rect x="{LABEL_W}" y="{y}" width="{done_w}" height="{BAR_H}" fill="{done_fill}"/>'
@@ -100,7 +132,7 @@ def hbars(
         parts.append(
             f"<g><title>{escape(label)}: {escape(text)}</title>"
             f'<text x="{LABEL_W - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
-            f"{escape(_short(label))}</text>"
+            f"{escape(_label(label))}</text>"
             f'<rect x="{LABEL_W}" y="{y}" width="{w}" height="{BAR_H}" fill="{fill}"/>'
             f'<text x="{LABEL_W + w + 8}" y="{y + 13}" fill="{INK}">{escape(text)}</text></g>'
         )
@@ -135,14 +167,26 @@ def stacked(chart_id: str, title: str, counts: Sequence[tuple[str, str, int]]) -
     return Markup("".join(parts))
 
 
+def _ticks(top: int, most: int = 5) -> list[int]:
+    """Return round tick values from 0 to at least `top`, at most `most` + 1 of them."""
+    step = 1
+    while top / step > most:
+        for factor in (2, 2.5, 2):  # 1, 2, 5, 10, 20, 50...
+            step = int(step * factor)
+            if top / step <= most:
+                break
+    return list(range(0, -(-top // step) * step + 1, step))
+
+
 def daily(chart_id: str, title: str, points: Sequence[tuple[date, int]]) -> Markup:
-    """Draw a count per day as columns, with the running total as a line."""
+    """Draw a count per day as columns on a left axis, with the running total on a right one."""
     if not points or not any(v for _, v in points):
         return _empty(chart_id, title, "No steps completed in this period.")
-    height, left, bottom, top_pad = 220, 44, 28, 14
-    plot_w, plot_h = WIDTH - left - 50, height - bottom - top_pad
-    peak = max(v for _, v in points) or 1
+    height, left, right, bottom, top_pad = 250, 64, 72, 50, 16
+    plot_w, plot_h = WIDTH - left - right, height - bottom - top_pad
+    peak = max(v for _, v in points)
     total = sum(v for _, v in points)
+    counts, totals = _ticks(peak), _ticks(total)
     desc = (
         f"{total} steps completed from {points[0][0]} to {points[-1][0]}; "
         f"busiest day {max(points, key=lambda p: p[1])[0]} with {peak}."
@@ -150,31 +194,61 @@ def daily(chart_id: str, title: str, points: Sequence[tuple[date, int]]) -> Mark
     parts = [_open(chart_id, title, desc, height)]
     col = plot_w / len(points)
     base = top_pad + plot_h
+    end = left + plot_w
+
+    def y(value: float, scale: list[int]) -> float:
+        return round(base - plot_h * value / scale[-1], 1)
+
+    # Gridlines and labels: counts per day on the left, the running total on the right.
+    for value in counts:
+        parts.append(
+            f'<line x1="{left}" y1="{y(value, counts)}" x2="{end}" y2="{y(value, counts)}" '
+            f'stroke="{LINE if value else MUTED}"/>'
+            f'<text x="{left - 6}" y="{y(value, counts) + 4}" text-anchor="end" '
+            f'fill="{MUTED}">{value}</text>'
+        )
+    for value in totals:
+        parts.append(
+            f'<text x="{end + 6}" y="{y(value, totals) + 4}" fill="{COLOURS["done"]}">'
+            f"{value}</text>"
+        )
+    mid = top_pad + plot_h / 2
     parts.append(
-        f'<line x1="{left}" y1="{base}" x2="{left + plot_w}" y2="{base}" stroke="{LINE}"/>'
-        f'<text x="{left - 6}" y="{top_pad + 4}" text-anchor="end" fill="{MUTED}">{peak}</text>'
-        f'<text x="{left - 6}" y="{base}" text-anchor="end" fill="{MUTED}">0</text>'
+        f'<text transform="translate(14 {mid:.1f}) rotate(-90)" text-anchor="middle" '
+        f'fill="{INK}">Steps done per day</text>'
+        f'<text transform="translate({WIDTH - 8} {mid:.1f}) rotate(90)" text-anchor="middle" '
+        f'fill="{COLOURS["done"]}">Running total</text>'
     )
     running, line = 0, []
     for i, (day, value) in enumerate(points):
-        h = plot_h * value / peak
         x = left + i * col
         running += value
-        line.append(f"{x + col / 2:.1f},{base - plot_h * running / total:.1f}")
+        line.append(f"{x + col / 2:.1f},{y(running, totals)}")
         if value:
+            top = y(value, counts)
             parts.append(
-                f'<rect x="{x + col * 0.1:.1f}" y="{base - h:.1f}" width="{col * 0.8:.1f}" '
-                f'height="{h:.1f}" fill="{COLOURS["bar"]}"><title>{day}: {value}</title></rect>'
+                f'<rect x="{x + col * 0.1:.1f}" y="{top}" width="{col * 0.8:.1f}" '
+                f'height="{base - top:.1f}" fill="{COLOURS["bar"]}">'
+                f"<title>{day:%a} {day.day} {day:%b}: {value}</title></rect>"
             )
     parts.append(
         f'<polyline points="{" ".join(line)}" fill="none" stroke="{COLOURS["done"]}" '
         f'stroke-width="2"><title>Running total: {total}</title></polyline>'
-        f'<text x="{left}" y="{height - 8}" fill="{MUTED}">{points[0][0]}</text>'
-        f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" fill="{MUTED}">'
-        f"{points[-1][0]}</text>"
-        f'<text x="{left + plot_w + 6}" y="{top_pad + 4}" fill="{COLOURS["done"]}">{total}</text>'
     )
-    parts.append("</svg>")
+    # A date under every day if they fit, else every other day, else every week.
+    room = text_width("30 Sep", 12) + 8
+    every = next((n for n in (1, 2, 7) if col * n >= room), 14)
+    for i in range(0, len(points), every):
+        x = left + i * col + col / 2
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{base}" x2="{x:.1f}" y2="{base + 4}" stroke="{MUTED}"/>'
+            f'<text x="{x:.1f}" y="{base + 18}" text-anchor="middle" fill="{MUTED}" '
+            f'font-size="12">{points[i][0].day} {points[i][0]:%b}</text>'
+        )
+    parts.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle" '
+        f'fill="{INK}">Date (UTC)</text></svg>'
+    )
     return Markup("".join(parts))
 
 
@@ -212,7 +286,7 @@ def timeline(
         parts.append(
             f"<g><title>{escape(label)}: day {day}, due day {day + due}</title>"
             f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
-            f"{escape(_short(label))}</text>"
+            f"{escape(_label(label))}</text>"
             f'<line x1="{left}" y1="{y + 9}" x2="{WIDTH - right}" y2="{y + 9}" stroke="#eef1f6"/>'
             f'<rect x="{x(day)}" y="{y + 3}" width="{max(x(day + due) - x(day), 3)}" height="12" '
             f'rx="3" fill="{COLOURS["bar"]}"/>'
