@@ -13,7 +13,7 @@ from datetime import date
 from markupsafe import Markup, escape
 
 WIDTH = 720
-LABEL_W = 250
+LABEL_MIN, LABEL_MAX = 120, 320  # the label column, as wide as the longest label needs
 ROW_H = 30
 BAR_H = 18
 INK, MUTED, LINE = "#1d2433", "#5b6475", "#d9dee7"
@@ -74,9 +74,15 @@ def fit(label: str, width: float, size: float = 13) -> str:
     return label.rstrip() + "…"
 
 
-def _label(label: str) -> str:
+def _label_column(labels: Sequence[str]) -> float:
+    """Return the width of the column for `labels`: what the longest needs, within bounds."""
+    widest = max((text_width(label) for label in labels), default=0)
+    return round(min(max(widest + 16, LABEL_MIN), LABEL_MAX))
+
+
+def _label(label: str, column: float) -> str:
     # Right-aligned against the bars; the group's <title> carries it in full.
-    return fit(label, LABEL_W - 16)
+    return fit(label, column - 16)
 
 
 def _empty(chart_id: str, title: str, message: str) -> Markup:
@@ -93,7 +99,8 @@ def funnel(
     desc = "; ".join(f"{label}: {done} done, {sent} sent" for label, sent, done in steps)
     height = ROW_H * len(steps) + 10
     parts = [_open(chart_id, title, f"Of {enrolled} enrolled. {desc}", height)]
-    bar_w = WIDTH - LABEL_W - 150
+    label_w = _label_column([label for label, _, _ in steps])
+    bar_w = WIDTH - label_w - 150
     sent_fill, done_fill = COLOURS["sent"], COLOURS["done"]
     for i, (label, sent, done) in enumerate(steps):
         y = i * ROW_H + 6
@@ -102,12 +109,12 @@ def funnel(
         pct = round(100 * done / enrolled)
         parts.append(
             f"<g><title>{escape(label)}: {done} done, {sent} sent of {enrolled}</title>"
-            f'<text x="{LABEL_W - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
-            f"{escape(_label(label))}</text>"
-            f'<rect x="{LABEL_W}" y="{y}" width="{bar_w}" height="{BAR_H}" fill="#eef1f6"/>'
-            f'<rect x="{LABEL_W}" y="{y}" width="{sent_w}" height="{BAR_H}" fill="{sent_fill}"/>'
-            f'<rect x="{LABEL_W}" y="{y}" width="{done_w}" height="{BAR_H}" fill="{done_fill}"/>'
-            f'<text x="{LABEL_W + bar_w + 8}" y="{y + 13}" fill="{INK}">'
+            f'<text x="{label_w - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
+            f"{escape(_label(label, label_w))}</text>"
+            f'<rect x="{label_w}" y="{y}" width="{bar_w}" height="{BAR_H}" fill="#eef1f6"/>'
+            f'<rect x="{label_w}" y="{y}" width="{sent_w}" height="{BAR_H}" fill="{sent_fill}"/>'
+            f'<rect x="{label_w}" y="{y}" width="{done_w}" height="{BAR_H}" fill="{done_fill}"/>'
+            f'<text x="{label_w + bar_w + 8}" y="{y + 13}" fill="{INK}">'
             f"{done} done ({pct}%) · {sent} sent</text></g>"
         )
     parts.append("</svg>")
@@ -124,17 +131,18 @@ def hbars(
     desc = "; ".join(f"{label}: {text}" for label, _, text in items)
     height = ROW_H * len(items) + 10
     parts = [_open(chart_id, title, desc, height)]
-    bar_w = WIDTH - LABEL_W - 170
+    label_w = _label_column([label for label, _, _ in items])
+    bar_w = WIDTH - label_w - 170
     fill = COLOURS.get(colour, colour)
     for i, (label, value, text) in enumerate(items):
         y = i * ROW_H + 6
         w = round(bar_w * value / top, 1)
         parts.append(
             f"<g><title>{escape(label)}: {escape(text)}</title>"
-            f'<text x="{LABEL_W - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
-            f"{escape(_label(label))}</text>"
-            f'<rect x="{LABEL_W}" y="{y}" width="{w}" height="{BAR_H}" fill="{fill}"/>'
-            f'<text x="{LABEL_W + w + 8}" y="{y + 13}" fill="{INK}">{escape(text)}</text></g>'
+            f'<text x="{label_w - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
+            f"{escape(_label(label, label_w))}</text>"
+            f'<rect x="{label_w}" y="{y}" width="{w}" height="{BAR_H}" fill="{fill}"/>'
+            f'<text x="{label_w + w + 8}" y="{y + 13}" fill="{INK}">{escape(text)}</text></g>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))
@@ -268,7 +276,7 @@ def timeline(
         return _empty(chart_id, title, "This journey has no steps.")
     chase = max([*reminders, *(a for a, _ in escalations), 0])
     span = max(day + due + chase for _, day, due in steps) or 1
-    left, right, axis_h = LABEL_W, 24, 30
+    left, right, axis_h = _label_column([label for label, _, _ in steps]), 24, 30
     plot_w = WIDTH - left - right
     height = ROW_H * len(steps) + axis_h + 10
 
@@ -286,7 +294,7 @@ def timeline(
         parts.append(
             f"<g><title>{escape(label)}: day {day}, due day {day + due}</title>"
             f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
-            f"{escape(_label(label))}</text>"
+            f"{escape(_label(label, left))}</text>"
             f'<line x1="{left}" y1="{y + 9}" x2="{WIDTH - right}" y2="{y + 9}" stroke="#eef1f6"/>'
             f'<rect x="{x(day)}" y="{y + 3}" width="{max(x(day + due) - x(day), 3)}" height="12" '
             f'rx="3" fill="{COLOURS["bar"]}"/>'

@@ -35,7 +35,7 @@ def test_a_long_label_is_cut_at_its_end_never_at_its_start():
     assert shown[9].startswith("10. Write down") and shown[9].endswith("…")
     assert shown[0] == "1. Read the SBI one-pager"  # short labels are whole
     # Each label fits the column left of the bars, even in a wide fallback font.
-    assert all(charts.text_width(s) <= charts.LABEL_W - 16 for s in shown)
+    assert all(charts.text_width(s) <= charts.LABEL_MAX - 16 for s in shown)
     # The full label is still there, as the row's tooltip.
     assert f"<title>10. {TITLES[9]}: day 9, due day 11</title>" in svg
 
