@@ -6,6 +6,7 @@ text, so the chart says the same thing without its shapes.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from datetime import date
@@ -77,7 +78,7 @@ def fit(label: str, width: float, size: float = 13) -> str:
 def _label_column(labels: Sequence[str]) -> float:
     """Return the width of the column for `labels`: what the longest needs, within bounds."""
     widest = max((text_width(label) for label in labels), default=0)
-    return round(min(max(widest + 16, LABEL_MIN), LABEL_MAX))
+    return math.ceil(min(max(widest + 16, LABEL_MIN), LABEL_MAX))
 
 
 def _label(label: str, column: float) -> str:

@@ -63,3 +63,9 @@ def test_a_long_daily_chart_labels_weeks():
     points = [(date(2027, 1, 1) + timedelta(days=i), 1) for i in range(60)]
     dates = re.findall(r'font-size="12">(\d+ \w+)</text>', charts.daily("d", "D", points))
     assert dates[:3] == ["1 Jan", "8 Jan", "15 Jan"] and len(dates) == 9
+
+
+def test_a_label_the_column_was_sized_for_is_not_cut():
+    for title in ("1. Read the one-pager", "2. Discuss it", "Reflect"):
+        svg = charts.timeline("t", "Timeline", [(title, 0, 2)], [], [])
+        assert labels(svg) == [title]
