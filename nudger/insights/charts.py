@@ -18,6 +18,7 @@ LABEL_MIN, LABEL_MAX = 120, 320  # the label column, as wide as the longest labe
 ROW_H = 30
 BAR_H = 18
 INK, MUTED, LINE = "#1d2433", "#5b6475", "#d9dee7"
+WARN_INK = "#a05a00"  # amber dark enough for small text on white (WCAG AA, 4.5:1)
 COLOURS = {
     "done": "#1f7a4d",
     "sent": "#b8d8c6",
@@ -304,7 +305,7 @@ def timeline(
         for after in reminders:
             parts.append(
                 f'<text x="{x(day + due + after)}" y="{y + 13}" text-anchor="middle" '
-                f'fill="{COLOURS["behind"]}" font-size="11">R<title>reminder {after} working '
+                f'fill="{WARN_INK}" font-size="11">R<title>reminder {after} working '
                 f"days after due</title></text>"
             )
         for after, notify in escalations:

@@ -69,3 +69,29 @@ def test_a_label_the_column_was_sized_for_is_not_cut():
     for title in ("1. Read the one-pager", "2. Discuss it", "Reflect"):
         svg = charts.timeline("t", "Timeline", [(title, 0, 2)], [], [])
         assert labels(svg) == [title]
+
+
+def contrast_on_white(colour: str) -> float:
+    def channel(c: int) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    lum = 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+    return 1.05 / (lum + 0.05)
+
+
+def test_every_text_in_the_charts_is_dark_enough_to_read_on_white():
+    steps = [(f"{i + 1}. {t}", i, 2) for i, t in enumerate(TITLES)]
+    points = [(date(2027, 3, 1) + timedelta(days=i), i % 4) for i in range(14)]
+    svgs = [
+        charts.timeline("t", "T", steps, [1, 4], [(3, "manager"), (8, "skip_level")]),
+        charts.funnel("f", "F", [(label, 4, 2) for label, _, _ in steps], 5),
+        charts.hbars("h", "H", [("a", 2, "2 stuck")], colour="stall"),
+        charts.stacked("s", "S", [("on_track", "On track", 3), ("behind", "Behind", 1)]),
+        charts.daily("d", "D", points),
+    ]
+    fills = {f for svg in svgs for f in re.findall(r'<text[^>]* fill="(#[0-9a-f]{6})"', svg)}
+    assert fills and all(contrast_on_white(f) >= 4.5 for f in fills), {
+        f: round(contrast_on_white(f), 2) for f in fills
+    }
