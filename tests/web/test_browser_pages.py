@@ -160,6 +160,13 @@ def test_every_page_passes_axe_for_wcag_21_aa(settings, session, engine, now, re
         for path in console:
             page.goto(base + path)
             assert_accessible(page)
+            if path == "/admin/":
+                # The completion chart spans the days since the first start, not sixty.
+                daily = page.locator("svg.chart", has=page.locator("#daily-t"))
+                ticks = daily.locator('text[font-size="12"]').all_text_contents()
+                assert ticks[0] == "1 Mar" and ticks[-1] == "9 Mar", ticks
+                for axis in ("Steps done per day", "Running total", "Date (UTC)"):
+                    assert daily.get_by_text(axis, exact=True).count() == 1
         page.set_viewport_size(PHONE)
         for path in ("/", f"/done/{token('done', open_step.id)}", "/admin/"):
             page.goto(base + path)
