@@ -131,6 +131,7 @@ def run_demo(host: str, port: int) -> None:
     base = settings.base_url
     click.echo(
         "\nNudger demo is running.\n"
+        f"  Start here:     {base}/\n"
         f"  Captured mail:  {base}/outbox   (open a step email and press 'Mark as done')\n"
         f"  Admin console:  {base}/admin    ({DEMO_ADMIN[0]} / {DEMO_ADMIN[1]})\n"
         f"  Health:         {base}/healthz\n"

@@ -18,9 +18,11 @@ from nudger.web.admin import clock, current_admin
 
 bp = Blueprint("journeys", __name__)
 
-# The preview is a sandboxed frame: no scripts, no same-origin access, inline styles only.
+# The preview is a sandboxed frame: no scripts, no forms, inline styles only. It
+# keeps its origin so that the page can size the frame to it (static/frames.js);
+# with no script able to run inside, that gives the email no power over the page.
 FRAME_CSP = (
-    "sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; "
+    "sandbox allow-same-origin allow-popups allow-popups-to-escape-sandbox; default-src 'none'; "
     "style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
 )
 
