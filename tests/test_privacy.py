@@ -1,0 +1,429 @@
+"""Erasing a person's personal data, and pruning stored mail after the retention period."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.policy import default as default_policy
+
+import pytest
+from sqlalchemy import select as sql_select
+from sqlalchemy import update
+from sqlmodel import Session, SQLModel, func, select
+
+from nudger import privacy
+from nudger.insights.dashboard import journey_stats, overview
+from nudger.insights.reports import progress
+from nudger.models import (
+    AuditLog,
+    CapturedMail,
+    Enrolment,
+    EnrolmentStep,
+    EscalationEvent,
+    LinkHit,
+    Outbox,
+    Person,
+    TickRun,
+)
+from nudger.outbox.sending import send_batch
+from nudger.progress import complete_step
+from nudger.tick.run import tick
+from tests.factories import make_enrolment, make_journey, make_person
+from tests.pagekit import sent_steps
+
+ZOE_EMAIL = "zoe.quintero@example.com"
+ZOE_NAME = "Zoë Quintero"
+# What must not be found anywhere once she is erased (compared lower-case).
+ZOE = (ZOE_EMAIL, ZOE_NAME.lower(), "quintero")
+
+
+def day(n: int, hour: int = 9, minute: int = 5) -> datetime:
+    """Return a UTC instant in March 2027 (the 1st is a Monday)."""
+    return datetime(2027, 3, n, hour, minute, tzinfo=UTC)
+
+
+def send_due(session: Session, settings, at: datetime) -> None:
+    """Send every pending row through the capture transport (the development outbox)."""
+    ids = list(session.exec(select(Outbox.id).where(Outbox.state == "pending")))
+    if ids:
+        send_batch(session.get_bind(), settings, ids, at)
+    session.expire_all()
+
+
+def a_team_with_history(session: Session, settings) -> dict:
+    """Zoë, who learns (under Bea) and manages (Kit), through two weeks of mail.
+
+    She completes one step with a note, lets the others go overdue (reminders
+    to her, digests about her to Bea), Kit's overdue steps put digests in her
+    inbox, her links were opened, one of her emails bounced, and one email to
+    her is still waiting to go when she is erased.
+    """
+    journey = make_journey(session)
+    bea = make_person(session, "bea@example.com", "Bea Boss")
+    zoe = make_person(session, ZOE_EMAIL, ZOE_NAME, manager=bea)
+    ada = make_person(session, "ada@example.com", "Ada Lovelace", manager=bea)
+    kit = make_person(session, "kit@example.com", "Kit Report", manager=zoe)
+    enrolments = {
+        p.email: make_enrolment(session, p, journey, day(1).date()) for p in (zoe, ada, kit)
+    }
+    for n in (1, 2, 3, 4, 5, 8, 9, 10):
+        tick(session, settings, day(n), enqueue=False)
+        if n == 1:
+            for email, note in ((ZOE_EMAIL, f"{ZOE_NAME}: talked it through"), (ADA, "fine")):
+                es = sent_steps(session, enrolments[email])["read"]
+                complete_step(session, es.id, day(n, 12), note=note, actor=f"learner:{es.id}")
+        send_due(session, settings, day(n, 9, 30))
+    zoe_steps = sent_steps(session, enrolments[ZOE_EMAIL])
+    session.add_all(
+        [
+            LinkHit(at=day(1, 10), purpose="done", subject_id=zoe_steps["read"].id,
+                    method="GET", user_agent="Mozilla/5.0 (iPhone)", ip="203.0.113.7"),
+            LinkHit(at=day(2, 10), purpose="me", subject_id=enrolments[ZOE_EMAIL].id,
+                    method="GET", user_agent="Mozilla/5.0 (iPhone)", ip="203.0.113.7"),
+            LinkHit(at=day(2, 11), purpose="team", subject_id=zoe.id,
+                    method="GET", user_agent="Mozilla/5.0 (iPhone)", ip="203.0.113.7"),
+        ]
+    )  # fmt: skip
+    bounced = session.exec(select(Outbox).where(Outbox.to_email == ZOE_EMAIL)).first()
+    bounced.state, bounced.last_error = "failed", f"550 5.1.1 <{ZOE_EMAIL}>: mailbox unavailable"
+    session.add(bounced)
+    session.commit()
+    # Thursday's reminder to her, and digests to her and about her, are not sent yet.
+    tick(session, settings, day(11), enqueue=False)
+    session.expire_all()
+    return {"journey": journey, "zoe": zoe, "bea": bea, "kit": kit, "enrolments": enrolments}
+
+
+ADA = "ada@example.com"
+
+
+def cells_mentioning(session: Session, needles: tuple[str, ...]) -> list[tuple[str, str, object]]:
+    """Return (table, column, id) of every stored value that contains one of `needles`.
+
+    Every column of every table is read, whatever its type, so a column added
+    later is checked without changing this test. Stored messages are read
+    decoded too (quoted-printable, base64 and encoded headers).
+    """
+    found = []
+    for table in SQLModel.metadata.sorted_tables:
+        key = next(iter(table.primary_key.columns))
+        for row in session.execute(sql_select(key, *table.columns)):
+            for column, value in zip(table.columns, row[1:], strict=True):
+                text = as_text(value).lower()
+                if any(needle in text for needle in needles):
+                    found.append((table.name, column.name, row[0]))
+    return found
+
+
+def as_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        msg = message_from_bytes(value, policy=default_policy)
+        parts = [value.decode("utf-8", "replace"), *(str(v) for _, v in msg.items())]
+        for part in msg.walk():
+            if not part.is_multipart():
+                content = part.get_content()
+                parts.append(content.decode("utf-8", "replace") if isinstance(content, bytes)
+                             else str(content))  # fmt: skip
+        return "\n".join(parts)
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def counts(session: Session, journey, now: datetime) -> tuple:
+    """What the dashboard and `nudger report` show, without who."""
+    session.expire_all()
+    stats = overview(session, now)
+    detail = journey_stats(session, journey, now)
+    report = sorted(
+        (r["journey"], r["status"], json.dumps(r["steps"])) for r in progress(session, now)
+    )
+    return stats, detail, report
+
+
+@pytest.fixture
+def team(session, settings):
+    return a_team_with_history(session, settings)
+
+
+def test_the_history_names_her_everywhere_before_she_is_erased(session, team):
+    tables = {t for t, _, _ in cells_mentioning(session, ZOE)}
+    # The scenario reaches every place personal data lives, or the test below proves little.
+    assert tables >= {"person", "enrolmentstep", "outbox", "capturedmail", "escalationevent",
+                      "auditlog"}  # fmt: skip
+
+
+def test_after_erasure_no_column_anywhere_holds_her_address_or_name(session, team):
+    privacy.erase_person(session, team["zoe"].id, actor="admin@example.com", now=day(12, 10))
+
+    assert cells_mentioning(session, ZOE) == []
+
+
+def test_erasure_keeps_the_dashboard_and_report_counts(session, team):
+    before = counts(session, team["journey"], day(12, 10))
+
+    privacy.erase_person(session, team["zoe"].id, actor="admin@example.com", now=day(12, 10))
+
+    assert counts(session, team["journey"], day(12, 10)) == before
+
+
+def test_erasure_removes_notes_link_details_and_stored_mail_but_keeps_the_rows(session, team):
+    zoe, enrolment = team["zoe"], team["enrolments"][ZOE_EMAIL]
+    steps_before = session.exec(
+        select(func.count())
+        .select_from(EnrolmentStep)
+        .where(EnrolmentStep.enrolment_id == enrolment.id)
+    ).one()
+    mail_before = session.exec(
+        select(func.count()).select_from(Outbox).where(Outbox.person_id == zoe.id)
+    ).one()
+
+    done = privacy.erase_person(session, zoe.id, actor="admin@example.com", now=day(12, 10))
+    session.expire_all()
+
+    person = session.get(Person, zoe.id)
+    assert person.name == "" and person.email == done.placeholder
+    assert person.email.startswith("erased-") and person.email.endswith("@invalid")
+    assert person.erased_at == day(12, 10)
+    notes = session.exec(
+        select(EnrolmentStep.note).where(EnrolmentStep.enrolment_id == enrolment.id)
+    ).all()
+    assert len(notes) == steps_before and set(notes) == {None}
+    assert done.notes == 1
+    hits = session.exec(select(LinkHit)).all()
+    assert len(hits) == 3 and {(h.ip, h.user_agent) for h in hits} == {("", "")}
+    rows = session.exec(select(Outbox).where(Outbox.person_id == zoe.id)).all()
+    assert len(rows) == mail_before
+    assert {r.to_email for r in rows} == {done.placeholder}
+    assert done.stored_copies > 0 and done.digests_about_them > 0
+    # Ada's mail is not touched.
+    assert (
+        session.exec(
+            select(func.count())
+            .select_from(CapturedMail)
+            .where(CapturedMail.to_email.contains(ADA))
+        ).one()
+        > 0
+    )
+
+
+def test_pending_mail_to_her_is_cancelled_and_nothing_reaches_her_afterwards(
+    session, settings, team
+):
+    zoe = team["zoe"]
+    pending = session.exec(
+        select(Outbox.id).where(Outbox.person_id == zoe.id, Outbox.state == "pending")
+    ).all()
+    assert pending, "the scenario leaves an email to her waiting"
+
+    done = privacy.erase_person(session, zoe.id, actor="cli", now=day(12, 10))
+    assert done.mail_cancelled == len(pending)
+    session.expire_all()
+    assert {session.get(Outbox, i).state for i in pending} == {"cancelled"}
+    # Bea's digest, waiting with Zoë in it, goes without her (here: with nothing left).
+    send_due(session, settings, day(12, 11))
+    assert (
+        session.exec(
+            select(func.count()).select_from(CapturedMail).where(CapturedMail.at > day(12, 10))
+        ).one()
+        == 0
+    )
+
+    # Two more weeks: Kit's overdue steps still escalate to his (erased) manager.
+    for n in (15, 16, 17, 18, 19, 22, 23, 24):
+        tick(session, settings, day(n), enqueue=False)
+        send_due(session, settings, day(n, 9, 30))
+    to_her = session.exec(
+        select(Outbox).where(Outbox.to_email == done.placeholder, Outbox.state == "sent")
+    ).all()
+    assert [r for r in to_her if r.created_at > day(12, 10)] == []
+    assert (
+        session.exec(
+            select(func.count())
+            .select_from(CapturedMail)
+            .where(CapturedMail.to_email.contains("@invalid"))
+        ).one()
+        == 0
+    )
+    assert cells_mentioning(session, ZOE) == []
+
+
+def test_a_journey_edit_that_reschedules_her_sends_her_nothing(session, settings, team):
+    zoe, enrolment = team["zoe"], team["enrolments"][ZOE_EMAIL]
+    privacy.erase_person(session, zoe.id, actor="cli", now=day(12, 10))
+    steps_before = len(sent_steps(session, enrolment))
+    # What `journeys sync` does to live enrolments: look at it again at the next tick.
+    session.execute(
+        update(Enrolment).where(Enrolment.id == enrolment.id).values(next_action_at=day(12))
+    )
+    session.commit()
+
+    tick(session, settings, day(19), enqueue=False)
+
+    session.expire_all()
+    assert len(sent_steps(session, enrolment)) == steps_before
+    assert session.get(Enrolment, enrolment.id).next_action_at is None
+    assert (
+        session.exec(
+            select(func.count())
+            .select_from(Outbox)
+            .where(Outbox.person_id == zoe.id, Outbox.created_at > day(12, 10))
+        ).one()
+        == 0
+    )
+
+
+def test_mail_to_a_placeholder_address_is_cancelled_at_sending(session, settings, team):
+    done = privacy.erase_person(session, team["zoe"].id, actor="cli", now=day(12, 10))
+    row = Outbox(dedupe_key="x", kind="step", to_email=done.placeholder,
+                 payload={"enrolment_step_ids": []}, next_attempt_at=day(12))  # fmt: skip
+    session.add(row)
+    session.commit()
+
+    counts = send_batch(session.get_bind(), settings, [row.id], day(12, 11))
+
+    session.expire_all()
+    assert counts.get("sent", 0) == 0 and counts["cancelled"] == 1
+    assert session.get(Outbox, row.id).state == "cancelled"
+    assert "erased" in session.get(Outbox, row.id).last_error
+
+
+def test_her_reports_keep_a_manager_link_to_the_anonymised_record(session, team):
+    privacy.erase_person(session, team["zoe"].id, actor="cli", now=day(12, 10))
+    session.expire_all()
+    assert session.get(Person, team["kit"].id).manager_id == team["zoe"].id
+
+
+def test_the_audit_entry_of_the_erasure_says_who_and_names_no_one(session, team):
+    zoe = team["zoe"]
+    privacy.erase_person(session, zoe.id, actor="admin@example.com", now=day(12, 10))
+    entry = session.exec(select(AuditLog).where(AuditLog.action == "person.erase")).one()
+    assert (entry.actor, entry.subject_type, entry.subject_id) == (
+        "admin@example.com",
+        "person",
+        zoe.id,
+    )
+    assert entry.detail["notes"] == 1
+    assert all(isinstance(v, int) for v in entry.detail.values())
+
+
+def test_open_escalations_about_her_are_resolved_so_no_digest_talks_about_her(session, team):
+    enrolment = team["enrolments"][ZOE_EMAIL]
+    open_events = (
+        select(func.count())
+        .select_from(EscalationEvent)
+        .where(EscalationEvent.enrolment_id == enrolment.id, EscalationEvent.resolved_at.is_(None))
+    )
+    assert session.exec(open_events).one() > 0
+    privacy.erase_person(session, team["zoe"].id, actor="cli", now=day(12, 10))
+    assert session.exec(open_events).one() == 0
+
+
+def test_erasing_twice_changes_nothing_the_second_time(session, team):
+    first = privacy.erase_person(session, team["zoe"].id, actor="cli", now=day(12, 10))
+    second = privacy.erase_person(session, team["zoe"].id, actor="cli", now=day(13, 10))
+    assert second.already_erased and second.erased_at == day(12, 10)
+    assert session.get(Person, team["zoe"].id).email == first.placeholder
+    assert (
+        session.exec(
+            select(func.count()).select_from(AuditLog).where(AuditLog.action == "person.erase")
+        ).one()
+        == 1
+    )
+
+
+def test_describing_an_erasure_changes_nothing(session, team):
+    before = cells_mentioning(session, ZOE)
+    plan = privacy.describe_erasure(session, team["zoe"].id)
+    session.commit()
+    assert (plan.email, plan.name, plan.notes, plan.reports) == (ZOE_EMAIL, ZOE_NAME, 1, 1)
+    assert plan.mail_cancelled >= 1 and plan.link_hits == 3
+    assert cells_mentioning(session, ZOE) == before
+
+
+# Retention
+
+
+def old_and_new_mail(session: Session, settings, now: datetime) -> tuple[list[int], list[int]]:
+    """Mail sent 200 days before `now` and mail sent yesterday; return their outbox ids."""
+    journey = make_journey(session)
+    ids: list[list[int]] = []
+    settings = dataclasses.replace(settings, retain_mail_days=0)  # these ticks prune nothing
+    for email, ago in (("old@example.com", 200), ("new@example.com", 1)):
+        person = make_person(session, email, email.split("@")[0].title())
+        start = (now - timedelta(days=ago)).date()
+        start -= timedelta(days=start.weekday())  # that week's Monday
+        at = datetime.combine(start, datetime.min.time(), UTC) + timedelta(hours=10)
+        make_enrolment(session, person, journey, start)
+        tick(session, settings, at, enqueue=False)
+        send_due(session, settings, at + timedelta(minutes=5))
+        # The capture transport stamps the wall clock; these were captured when sent.
+        session.execute(
+            update(CapturedMail).where(CapturedMail.to_email.contains(email)).values(at=at)
+        )
+        session.commit()
+        ids.append([i for i in session.exec(select(Outbox.id)) if not any(i in s for s in ids)])
+    return ids[0], ids[1]
+
+
+def test_retention_prunes_old_bodies_and_keeps_the_ledger_rows(session, settings):
+    now = day(10, 9)
+    old_ids, new_ids = old_and_new_mail(session, settings, now)
+    assert old_ids and new_ids
+    ledger = {
+        r.id: (r.state, r.kind, r.person_id, r.to_email, r.sent_at, r.created_at, r.last_error)
+        for r in session.exec(select(Outbox))
+    }
+
+    pruned = privacy.prune_mail(session, now, 180)
+
+    session.expire_all()
+    rows = {r.id: r for r in session.exec(select(Outbox))}
+    assert {
+        i: (r.state, r.kind, r.person_id, r.to_email, r.sent_at, r.created_at, r.last_error)
+        for i, r in rows.items()
+    } == ledger
+    assert all(rows[i].subject is None for i in old_ids)
+    assert all(rows[i].subject for i in new_ids)
+    kept = set(session.exec(select(CapturedMail.message_id)))
+    assert kept == {rows[i].message_id for i in new_ids}
+    assert (pruned.stored_copies, pruned.subjects) == (len(old_ids), len(old_ids))
+    assert privacy.prune_mail(session, now, 180).total == 0
+
+
+def test_retention_of_zero_days_keeps_everything(session, settings):
+    now = day(10, 9)
+    old_and_new_mail(session, settings, now)
+    stored = session.exec(select(func.count()).select_from(CapturedMail)).one()
+    assert privacy.prune_mail(session, now, 0).total == 0
+    assert session.exec(select(func.count()).select_from(CapturedMail)).one() == stored
+
+
+def test_retention_works_in_bounded_batches(session, settings, monkeypatch):
+    now = day(10, 9)
+    old_ids, _ = old_and_new_mail(session, settings, now)
+    monkeypatch.setattr(privacy, "PRUNE_BATCH", 1)
+
+    first = privacy.prune_mail(session, now, 180, max_batches=1)
+    assert (first.stored_copies, first.subjects) == (1, 1)
+    rest = privacy.prune_mail(session, now, 180)
+    assert rest.stored_copies == len(old_ids) - 1
+
+
+def test_the_tick_prunes_at_most_once_an_hour(session, settings):
+    now = day(10, 9, 0)
+    old_ids, _ = old_and_new_mail(session, settings, now)
+    session.execute(update(TickRun).values(now=now - timedelta(minutes=30)))  # last hour's
+    session.commit()
+
+    assert tick(session, settings, now, enqueue=False).get("pruned") == 2 * len(old_ids)
+
+    # Within the same hour, the tick does not prune again.
+    session.add(CapturedMail(at=now - timedelta(days=365), to_email="x@example.com", raw=b"x"))
+    session.commit()
+    assert "pruned" not in tick(session, settings, now + timedelta(minutes=1), enqueue=False)
+    assert tick(session, settings, now + timedelta(hours=1), enqueue=False)["pruned"] == 1
