@@ -397,7 +397,7 @@ def erase(ctx: Context, email: str, yes: bool, as_json: bool) -> None:
             if not click.confirm("Erase this person's personal data?", err=True):
                 raise Rejected("nothing erased")
         done = privacy.erase_person(session, person.id, actor="cli", now=now)
-    lines = [f"Erased person {done.person_id}'s personal data; they are now {done.placeholder}."]
+    lines = [f"Erased person {done.person_id}'s personal data:"]
     lines += [f"  {line}" for line in done.describe()]
     emit(as_json, {"erased": True, **done.to_json()}, "\n".join(lines))
 

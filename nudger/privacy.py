@@ -89,10 +89,18 @@ class Erasure:
     journeys_owned: list[str] = field(default_factory=list)
 
     def describe(self) -> list[str]:
-        """Return what will go (or went), one line each, for a person to read."""
-        lines = [
-            f"name: {self.name!r}" if self.name else "name: (none on file)",
-            f"address: {self.email} (replaced by a placeholder that receives no mail)",
+        """Return what will go (or went), one line each, for a person to read.
+
+        Once erased, the lines name no one: the output may end up in a log.
+        """
+        if self.erased_at is not None:
+            lines = [f"name and address: removed; the record is now {self.placeholder}"]
+        else:
+            lines = [
+                f"name: {self.name!r}" if self.name else "name: (none on file)",
+                f"address: {self.email} (replaced by a placeholder that receives no mail)",
+            ]
+        lines += [
             f"notes they wrote on steps: {self.notes}",
             f"emails in the ledger readdressed: {self.mail_rows}, "
             f"of which still waiting to go and cancelled: {self.mail_cancelled}",
@@ -111,8 +119,8 @@ class Erasure:
             )
         for slug in self.journeys_owned:
             lines.append(
-                f"warning: {self.email} is the owner of journey {slug!r}: change `owner:` in its "
-                "file and sync, or that journey's admin escalations still go to this address"
+                f"warning: this address is the owner of journey {slug!r}: change `owner:` in its "
+                "file and sync, or that journey's admin escalations still go to the address"
             )
         return lines
 

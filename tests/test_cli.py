@@ -156,6 +156,7 @@ def test_erase_shows_what_goes_and_asks_before_erasing(run, session, now):
     accepted = run("erase", "zoe@example.com", input="y\n")
     assert accepted.exit_code == 0, accepted.output
     assert "Erased person 1's personal data" in accepted.stdout
+    assert "Quintero" not in accepted.stdout and "zoe@" not in accepted.stdout
     session.expire_all()
     erased = session.get(Person, person.id)
     assert erased.name == "" and erased.email.endswith("@invalid")
