@@ -12,9 +12,12 @@ Where a person's data lives, and what erasing does there:
 - enrolment steps: the notes they wrote are removed; states and times stay.
 - outbox (the sent-mail ledger): their rows are readdressed (address, dedupe
   key, SMTP answer) and pending ones cancelled; the subjects of their mail and
-  of digests that were about them lose their name. Payloads hold only ids.
+  of digests that may name them lose their name. Payloads hold only ids: a
+  message is rendered when it is sent and never stored in the ledger.
 - captured mail (the development outbox's stored messages): deleted for mail
-  to them and for digests about them.
+  to them and for digests that may name them (a digest lists every open
+  escalation of its recipient, so: any digest to someone who heard about them,
+  from the first escalation about them until the last was resolved).
 - escalation events: open ones about them are resolved (no digest talks about
   them again); ones addressed to them are readdressed.
 - link hits: the IP address and user agent are removed; the hit stays.
@@ -105,7 +108,8 @@ class Erasure:
             f"emails in the ledger readdressed: {self.mail_rows}, "
             f"of which still waiting to go and cancelled: {self.mail_cancelled}",
             f"stored copies of mail to or about them deleted: {self.stored_copies}",
-            f"digests that named them: {self.digests_about_them} (their name leaves the subject)",
+            f"digests to others while they were behind: {self.digests_about_them} "
+            "(their name leaves the subject)",
             f"open escalations about them resolved: {self.escalations_resolved}",
             f"link hits: {self.link_hits} (IP address and browser removed, the hit stays)",
             f"audit entries naming their address: {self.audit_entries}",
@@ -172,16 +176,7 @@ def _find(session: Session, person: Person) -> _Found:
             )
         )
     )
-    about = set()
-    for chunk in _chunks(enrolment_ids):
-        about.update(
-            session.exec(
-                select(EscalationEvent.digest_outbox_id).where(
-                    EscalationEvent.enrolment_id.in_(chunk),
-                    EscalationEvent.digest_outbox_id.is_not(None),
-                )
-            )
-        )
+    about = _digests_about(session, enrolment_ids)
     digests_about = sorted(about - set(own_mail))
     message_ids = []
     for chunk in _chunks(sorted({*own_mail, *digests_about})):
@@ -189,6 +184,37 @@ def _find(session: Session, person: Person) -> _Found:
             select(Outbox.message_id).where(Outbox.id.in_(chunk), Outbox.message_id.is_not(None))
         )
     return _Found(person, enrolment_ids, step_ids, own_mail, digests_about, message_ids)
+
+
+def _digests_about(session: Session, enrolment_ids: list[int]) -> set[int]:
+    """Return the digests that may name the person: to whoever heard about them, while it lasted.
+
+    A digest lists every open escalation of its recipient, not only the ones it
+    carried first, so any digest to that recipient from the first escalation
+    about the person until the last was resolved may name them.
+    """
+    spans: dict[str, tuple[datetime, datetime | None]] = {}
+    for chunk in _chunks(enrolment_ids):
+        rows = session.exec(
+            select(
+                EscalationEvent.recipient_email,
+                EscalationEvent.created_at,
+                EscalationEvent.resolved_at,
+            ).where(EscalationEvent.enrolment_id.in_(chunk))
+        )
+        for email, created, resolved in rows:
+            first, last = spans.get(email, (created, resolved))
+            open_ = last is None or resolved is None
+            spans[email] = (min(first, created), None if open_ else max(last, resolved))
+    found: set[int] = set()
+    for email, (first, last) in spans.items():
+        query = select(Outbox.id).where(
+            Outbox.kind == "digest", Outbox.to_email == email, Outbox.created_at >= first
+        )
+        if last is not None:
+            query = query.where(Outbox.created_at <= last)
+        found.update(session.exec(query))
+    return found
 
 
 def describe_erasure(session: Session, person_id: int) -> Erasure:

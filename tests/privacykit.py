@@ -29,6 +29,9 @@ def day(n: int, hour: int = 9, minute: int = 5) -> datetime:
     return datetime(2027, 3, n, hour, minute, tzinfo=UTC)
 
 
+ERASED_AT = day(16, 10)  # a Tuesday, after two weeks of mail
+
+
 def send_due(session: Session, settings, at: datetime) -> None:
     """Send every pending row through the capture transport (the development outbox)."""
     ids = list(session.exec(select(Outbox.id).where(Outbox.state == "pending")))
@@ -50,13 +53,16 @@ def a_team_with_history(session: Session, settings) -> dict:
     zoe = make_person(session, ZOE_EMAIL, ZOE_NAME, manager=bea)
     ada = make_person(session, "ada@example.com", "Ada Lovelace", manager=bea)
     kit = make_person(session, "kit@example.com", "Kit Report", manager=zoe)
+    # Ada starts two days later: her escalations bring Bea digests that name Zoë again
+    # without being about her (a digest lists every open escalation of its recipient).
     enrolments = {
-        p.email: make_enrolment(session, p, journey, day(1).date()) for p in (zoe, ada, kit)
+        p.email: make_enrolment(session, p, journey, day(start).date())
+        for p, start in ((zoe, 1), (ada, 3), (kit, 1))
     }
-    for n in (1, 2, 3, 4, 5, 8, 9, 10):
+    for n in (1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 15):
         tick(session, settings, day(n), enqueue=False)
-        if n == 1:
-            for email, note in ((ZOE_EMAIL, f"{ZOE_NAME}: talked it through"), (ADA, "fine")):
+        for email, note, on in ((ZOE_EMAIL, f"{ZOE_NAME}: talked it through", 1), (ADA, "ok", 3)):
+            if n == on:
                 es = sent_steps(session, enrolments[email])["read"]
                 complete_step(session, es.id, day(n, 12), note=note, actor=f"learner:{es.id}")
         send_due(session, settings, day(n, 9, 30))
@@ -75,8 +81,8 @@ def a_team_with_history(session: Session, settings) -> dict:
     bounced.state, bounced.last_error = "failed", f"550 5.1.1 <{ZOE_EMAIL}>: mailbox unavailable"
     session.add(bounced)
     session.commit()
-    # Thursday's reminder to her, and digests to her and about her, are not sent yet.
-    tick(session, settings, day(11), enqueue=False)
+    # The next Tuesday's reminder to her, and digests to her and about her, are not sent yet.
+    tick(session, settings, day(16), enqueue=False)
     session.expire_all()
     return {"journey": journey, "zoe": zoe, "bea": bea, "kit": kit, "enrolments": enrolments}
 

@@ -6,11 +6,18 @@ from sqlmodel import select
 
 from nudger.models import AuditLog, Enrolment, Person
 from tests.adminkit import admin_app, make_admin, post, redis, sign_in
-from tests.privacykit import ZOE, ZOE_EMAIL, ZOE_NAME, a_team_with_history, cells_mentioning, day
+from tests.privacykit import (
+    ERASED_AT,
+    ZOE,
+    ZOE_EMAIL,
+    ZOE_NAME,
+    a_team_with_history,
+    cells_mentioning,
+)
 
 __all__ = ["redis"]
 
-NOW = day(12, 10)
+NOW = ERASED_AT
 
 
 def console(session, settings):
