@@ -65,6 +65,8 @@ def test_erasing_from_the_console_removes_her_everywhere_and_is_audited(session,
     assert f"Person {zoe.id} (erased)" in page and "Personal data erased on" in page
     assert ZOE_NAME not in page and ZOE_EMAIL not in page
     assert "/erase" not in page and "Pause</button>" not in page
+    # Her link hits stay, without the browser that would tell a person from a scanner.
+    assert page.count("not known: details erased") == 3 and "a mail scanner" not in page
     # Kit's page names his manager as the anonymised record.
     kit = client.get(f"/admin/people/{team['kit'].id}").get_data(as_text=True)
     assert f'manager <a href="/admin/people/{zoe.id}">Person {zoe.id} (erased)</a>' in kit
