@@ -408,7 +408,7 @@ def erase(ctx: Context, email: str, yes: bool, as_json: bool) -> None:
 @pass_ctx
 def prune(ctx: Context, now_text: str | None, as_json: bool) -> None:
     """Delete stored copies and subjects of mail older than NUDGER_RETAIN_MAIL_DAYS."""
-    from nudger.privacy import prune_mail
+    from nudger.retention import prune_mail
 
     now, days = parse_now(now_text), ctx.settings.retain_mail_days
     if days < 1:

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import case, update
 from sqlmodel import Session, select
 
-from nudger import outbox, privacy
+from nudger import outbox, retention
 from nudger.bulk import among, insert_ignoring, update_by_id
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
@@ -58,9 +58,9 @@ def tick(
     digests.queue_digests(ctx)
     ctx.counts["requeued"] = requeue_stale(session, now, settings.max_attempts)
     session.commit()
-    if settings.retain_mail_days > 0 and privacy.prune_due(session, now):
-        pruned = privacy.prune_mail(
-            session, now, settings.retain_mail_days, max_batches=privacy.PRUNE_BATCHES_PER_TICK
+    if settings.retain_mail_days > 0 and retention.prune_due(session, now):
+        pruned = retention.prune_mail(
+            session, now, settings.retain_mail_days, max_batches=retention.PRUNE_BATCHES_PER_TICK
         )
         if pruned.total:
             ctx.counts["pruned"] = pruned.total
