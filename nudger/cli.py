@@ -415,11 +415,12 @@ def prune(ctx: Context, now_text: str | None, as_json: bool) -> None:
         emit(
             as_json,
             {"now": now.isoformat(), "retain_mail_days": days, "stored_copies": 0, "subjects": 0},
-            "NUDGER_RETAIN_MAIL_DAYS is 0: stored mail is kept; nothing pruned.",
+            f"NUDGER_RETAIN_MAIL_DAYS is {days}: stored mail is kept; nothing pruned.",
         )
         return
     with ctx.session() as session:
         pruned = prune_mail(session, now, days)
+    cutoff = now - timedelta(days=days)
     emit(
         as_json,
         {
@@ -428,8 +429,7 @@ def prune(ctx: Context, now_text: str | None, as_json: bool) -> None:
             "stored_copies": pruned.stored_copies,
             "subjects": pruned.subjects,
         },
-        f"Pruned mail older than {days} days (before {now - timedelta(days=days):%Y-%m-%d %H:%M} "
-        "UTC): "
+        f"Pruned mail older than {days} days (before {cutoff:%Y-%m-%d %H:%M} UTC): "
         f"{pruned.stored_copies} stored copies deleted, {pruned.subjects} subjects removed; "
         "the ledger rows stay.",
     )
