@@ -372,15 +372,15 @@ _enrolment_command("withdraw", "Withdraw an enrolment: stop everything, cancel p
 @pass_ctx
 def erase(ctx: Context, email: str, yes: bool, as_json: bool) -> None:
     """Erase a person's personal data; their anonymous progress stays in the counts."""
-    from nudger import privacy
+    from nudger.privacy import erasure
 
     now = utcnow()
     with ctx.session() as session:
         try:
-            person = privacy.find_person(session, email)
-        except privacy.PersonNotFound:
+            person = erasure.find_person(session, email)
+        except erasure.PersonNotFound:
             raise Rejected(f"no person has the address {email.strip()!r}; nothing erased") from None
-        plan = privacy.describe_erasure(session, person.id)
+        plan = erasure.describe_erasure(session, person.id)
         if plan.already_erased:
             emit(
                 as_json,
@@ -396,7 +396,7 @@ def erase(ctx: Context, email: str, yes: bool, as_json: bool) -> None:
                 click.echo(f"  {line}", err=True)
             if not click.confirm("Erase this person's personal data?", err=True):
                 raise Rejected("nothing erased")
-        done = privacy.erase_person(session, person.id, actor="cli", now=now)
+        done = erasure.erase_person(session, person.id, actor="cli", now=now)
     lines = [f"Erased person {done.person_id}'s personal data:"]
     lines += [f"  {line}" for line in done.describe()]
     emit(as_json, {"erased": True, **done.to_json()}, "\n".join(lines))
@@ -408,7 +408,7 @@ def erase(ctx: Context, email: str, yes: bool, as_json: bool) -> None:
 @pass_ctx
 def prune(ctx: Context, now_text: str | None, as_json: bool) -> None:
     """Delete stored copies and subjects of mail older than NUDGER_RETAIN_MAIL_DAYS."""
-    from nudger.retention import prune_mail
+    from nudger.privacy.retention import prune_mail
 
     now, days = parse_now(now_text), ctx.settings.retain_mail_days
     if days < 1:

@@ -16,11 +16,12 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import case, update
 from sqlmodel import Session, select
 
-from nudger import outbox, retention
+from nudger import outbox
 from nudger.bulk import among, insert_ignoring, update_by_id
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
 from nudger.models import Enrolment, EnrolmentStep, Outbox, Person, TickRun
+from nudger.privacy import retention
 from nudger.schedule import JourneyPlan
 from nudger.tick import digests, followups
 from nudger.tick.state import (

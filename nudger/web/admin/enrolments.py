@@ -8,11 +8,11 @@ from datetime import date
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlmodel import select
 
-from nudger import privacy
 from nudger.enrolments import changes as domain
 from nudger.insights import ledger
 from nudger.insights import search as lookup
 from nudger.models import Enrolment, Journey, Person
+from nudger.privacy import erasure
 from nudger.web import db, settings
 from nudger.web.admin import actor, clock, safe_next
 from nudger.web.admin.csv import csv_download
@@ -128,8 +128,8 @@ def person(person_id: int):
 @bp.get("/people/<int:person_id>/erase")
 def erase_confirm(person_id: int):
     try:
-        plan = privacy.describe_erasure(db(), person_id)
-    except privacy.PersonNotFound:
+        plan = erasure.describe_erasure(db(), person_id)
+    except erasure.PersonNotFound:
         abort(404)
     return render_template("admin/erase.html", plan=plan)
 
@@ -137,8 +137,8 @@ def erase_confirm(person_id: int):
 @bp.post("/people/<int:person_id>/erase")
 def erase(person_id: int):
     try:
-        done = privacy.erase_person(db(), person_id, actor=actor(), now=clock())
-    except privacy.PersonNotFound:
+        done = erasure.erase_person(db(), person_id, actor=actor(), now=clock())
+    except erasure.PersonNotFound:
         abort(404)
     if done.already_erased:
         flash(f"Nothing changed: person {person_id}'s personal data was already erased.")

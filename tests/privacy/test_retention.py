@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, func, select
 
-from nudger import retention
 from nudger.models import CapturedMail, Outbox, TickRun
+from nudger.privacy import retention
 from nudger.tick.run import tick
 from tests.factories import make_enrolment, make_journey, make_person
 from tests.privacykit import day, send_due

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, func, select
 
-from nudger import privacy
 from nudger.insights.dashboard import journey_stats, overview
 from nudger.insights.reports import progress
 from nudger.models import (
@@ -23,6 +22,7 @@ from nudger.models import (
     Person,
 )
 from nudger.outbox.sending import send_batch
+from nudger.privacy import erasure
 from nudger.tick.run import tick
 from tests.pagekit import sent_steps
 from tests.privacykit import (
@@ -62,7 +62,7 @@ def test_the_history_names_her_everywhere_before_she_is_erased(session, team):
 
 
 def test_after_erasure_no_column_anywhere_holds_her_address_or_name(session, team):
-    privacy.erase_person(session, team["zoe"].id, actor="admin@example.com", now=ERASED_AT)
+    erasure.erase_person(session, team["zoe"].id, actor="admin@example.com", now=ERASED_AT)
 
     assert cells_mentioning(session, ZOE) == []
 
@@ -70,7 +70,7 @@ def test_after_erasure_no_column_anywhere_holds_her_address_or_name(session, tea
 def test_erasure_keeps_the_dashboard_and_report_counts(session, team):
     before = counts(session, team["journey"], ERASED_AT)
 
-    privacy.erase_person(session, team["zoe"].id, actor="admin@example.com", now=ERASED_AT)
+    erasure.erase_person(session, team["zoe"].id, actor="admin@example.com", now=ERASED_AT)
 
     assert counts(session, team["journey"], ERASED_AT) == before
 
@@ -86,7 +86,7 @@ def test_erasure_removes_notes_link_details_and_stored_mail_but_keeps_the_rows(s
         select(func.count()).select_from(Outbox).where(Outbox.person_id == zoe.id)
     ).one()
 
-    done = privacy.erase_person(session, zoe.id, actor="admin@example.com", now=ERASED_AT)
+    done = erasure.erase_person(session, zoe.id, actor="admin@example.com", now=ERASED_AT)
     session.expire_all()
 
     person = session.get(Person, zoe.id)
@@ -124,7 +124,7 @@ def test_pending_mail_to_her_is_cancelled_and_nothing_reaches_her_afterwards(
     ).all()
     assert pending, "the scenario leaves an email to her waiting"
 
-    done = privacy.erase_person(session, zoe.id, actor="cli", now=ERASED_AT)
+    done = erasure.erase_person(session, zoe.id, actor="cli", now=ERASED_AT)
     assert done.mail_cancelled == len(pending)
     session.expire_all()
     assert {session.get(Outbox, i).state for i in pending} == {"cancelled"}
@@ -158,7 +158,7 @@ def test_pending_mail_to_her_is_cancelled_and_nothing_reaches_her_afterwards(
 
 def test_a_journey_edit_that_reschedules_her_sends_her_nothing(session, settings, team):
     zoe, enrolment = team["zoe"], team["enrolments"][ZOE_EMAIL]
-    privacy.erase_person(session, zoe.id, actor="cli", now=ERASED_AT)
+    erasure.erase_person(session, zoe.id, actor="cli", now=ERASED_AT)
     steps_before = len(sent_steps(session, enrolment))
     # What `journeys sync` does to live enrolments: look at it again at the next tick.
     session.execute(
@@ -182,7 +182,7 @@ def test_a_journey_edit_that_reschedules_her_sends_her_nothing(session, settings
 
 
 def test_mail_to_a_placeholder_address_is_cancelled_at_sending(session, settings, team):
-    done = privacy.erase_person(session, team["zoe"].id, actor="cli", now=ERASED_AT)
+    done = erasure.erase_person(session, team["zoe"].id, actor="cli", now=ERASED_AT)
     row = Outbox(dedupe_key="x", kind="step", to_email=done.placeholder,
                  payload={"enrolment_step_ids": []}, next_attempt_at=day(16))  # fmt: skip
     session.add(row)
@@ -197,14 +197,14 @@ def test_mail_to_a_placeholder_address_is_cancelled_at_sending(session, settings
 
 
 def test_her_reports_keep_a_manager_link_to_the_anonymised_record(session, team):
-    privacy.erase_person(session, team["zoe"].id, actor="cli", now=ERASED_AT)
+    erasure.erase_person(session, team["zoe"].id, actor="cli", now=ERASED_AT)
     session.expire_all()
     assert session.get(Person, team["kit"].id).manager_id == team["zoe"].id
 
 
 def test_the_audit_entry_of_the_erasure_says_who_and_names_no_one(session, team):
     zoe = team["zoe"]
-    privacy.erase_person(session, zoe.id, actor="admin@example.com", now=ERASED_AT)
+    erasure.erase_person(session, zoe.id, actor="admin@example.com", now=ERASED_AT)
     entry = session.exec(select(AuditLog).where(AuditLog.action == "person.erase")).one()
     assert (entry.actor, entry.subject_type, entry.subject_id) == (
         "admin@example.com",
@@ -223,13 +223,13 @@ def test_open_escalations_about_her_are_resolved_so_no_digest_talks_about_her(se
         .where(EscalationEvent.enrolment_id == enrolment.id, EscalationEvent.resolved_at.is_(None))
     )
     assert session.exec(open_events).one() > 0
-    privacy.erase_person(session, team["zoe"].id, actor="cli", now=ERASED_AT)
+    erasure.erase_person(session, team["zoe"].id, actor="cli", now=ERASED_AT)
     assert session.exec(open_events).one() == 0
 
 
 def test_erasing_twice_changes_nothing_the_second_time(session, team):
-    first = privacy.erase_person(session, team["zoe"].id, actor="cli", now=ERASED_AT)
-    second = privacy.erase_person(session, team["zoe"].id, actor="cli", now=day(17, 10))
+    first = erasure.erase_person(session, team["zoe"].id, actor="cli", now=ERASED_AT)
+    second = erasure.erase_person(session, team["zoe"].id, actor="cli", now=day(17, 10))
     assert second.already_erased and second.erased_at == ERASED_AT
     assert session.get(Person, team["zoe"].id).email == first.placeholder
     assert (
@@ -242,7 +242,7 @@ def test_erasing_twice_changes_nothing_the_second_time(session, team):
 
 def test_describing_an_erasure_changes_nothing(session, team):
     before = cells_mentioning(session, ZOE)
-    plan = privacy.describe_erasure(session, team["zoe"].id)
+    plan = erasure.describe_erasure(session, team["zoe"].id)
     session.commit()
     assert (plan.email, plan.name, plan.notes, plan.reports) == (ZOE_EMAIL, ZOE_NAME, 1, 1)
     assert plan.mail_cancelled >= 1 and plan.link_hits == 3

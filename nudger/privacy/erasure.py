@@ -26,7 +26,7 @@ Where a person's data lives, and what erasing does there:
 - enrolments: never looked at by the tick again (and the tick skips anyone
   erased, whatever later edits do).
 
-Stored mail also ends without a request: see nudger.retention.
+Stored mail also ends without a request: see nudger.privacy.retention.
 """
 
 from __future__ import annotations
