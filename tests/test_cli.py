@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from nudger.cli import main
 from tests.factories import make_enrolment, make_journey, make_person
+from tests.privacykit import cells_mentioning
 
 
 @pytest.fixture
@@ -173,6 +174,8 @@ def test_erase_yes_json_prints_one_object_without_personal_data(run, session, no
     assert data["erased"] is True and data["person_id"] == person.id
     assert data["placeholder"].endswith("@invalid") and data["enrolments"] == 1
     assert "zoe@" not in result.output and "Quintero" not in result.output
+    session.expire_all()
+    assert cells_mentioning(session, ("zoe@example.com", "quintero")) == []
     again = run("erase", data["placeholder"], "--yes", "--json")
     assert again.exit_code == 0 and json.loads(again.stdout)["erased"] is False
 
