@@ -9,7 +9,7 @@ import gc
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -238,8 +238,7 @@ def import_(
     click.echo(
         f"{verb} {result.enrolments_created} learners ({result.people_created} new people, "
         f"{result.people_updated} updated, {result.unchanged} rows unchanged) "
-        f"from {result.rows} rows."
-        + (" Dry run: nothing written." if dry_run else "")
+        f"from {result.rows} rows." + (" Dry run: nothing written." if dry_run else "")
     )
 
 
@@ -364,6 +363,76 @@ def _enrolment_command(action: str, help_text: str) -> None:
 _enrolment_command("pause", "Pause an enrolment: nothing is sent until it is resumed.")
 _enrolment_command("resume", "Resume a paused enrolment; pending steps move by the pause.")
 _enrolment_command("withdraw", "Withdraw an enrolment: stop everything, cancel pending invites.")
+
+
+@main.command()
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Erase without asking for confirmation.")
+@json_option
+@pass_ctx
+def erase(ctx: Context, email: str, yes: bool, as_json: bool) -> None:
+    """Erase a person's personal data; their anonymous progress stays in the counts."""
+    from nudger.privacy import erasure
+
+    now = utcnow()
+    with ctx.session() as session:
+        try:
+            person = erasure.find_person(session, email)
+        except erasure.PersonNotFound:
+            raise Rejected(f"no person has the address {email.strip()!r}; nothing erased") from None
+        plan = erasure.describe_erasure(session, person.id)
+        if plan.already_erased:
+            emit(
+                as_json,
+                {"erased": False, **plan.to_json()},
+                f"Person {plan.person_id}'s personal data was already erased "
+                f"on {plan.erased_at:%Y-%m-%d %H:%M} UTC; nothing changed.",
+            )
+            return
+        if not yes:
+            # The plan goes to stderr so that --json keeps stdout to one object.
+            click.echo(f"Erasing person {plan.person_id} removes:", err=True)
+            for line in plan.describe():
+                click.echo(f"  {line}", err=True)
+            if not click.confirm("Erase this person's personal data?", err=True):
+                raise Rejected("nothing erased")
+        done = erasure.erase_person(session, person.id, actor="cli", now=now)
+    lines = [f"Erased person {done.person_id}'s personal data:"]
+    lines += [f"  {line}" for line in done.describe()]
+    emit(as_json, {"erased": True, **done.to_json()}, "\n".join(lines))
+
+
+@main.command()
+@click.option("--now", "now_text", help="Prune as if it were this time (ISO 8601).")
+@json_option
+@pass_ctx
+def prune(ctx: Context, now_text: str | None, as_json: bool) -> None:
+    """Delete stored copies and subjects of mail older than NUDGER_RETAIN_MAIL_DAYS."""
+    from nudger.privacy.retention import prune_mail
+
+    now, days = parse_now(now_text), ctx.settings.retain_mail_days
+    if days < 1:
+        emit(
+            as_json,
+            {"now": now.isoformat(), "retain_mail_days": days, "stored_copies": 0, "subjects": 0},
+            f"NUDGER_RETAIN_MAIL_DAYS is {days}: stored mail is kept; nothing pruned.",
+        )
+        return
+    with ctx.session() as session:
+        pruned = prune_mail(session, now, days)
+    cutoff = now - timedelta(days=days)
+    emit(
+        as_json,
+        {
+            "now": now.isoformat(),
+            "retain_mail_days": days,
+            "stored_copies": pruned.stored_copies,
+            "subjects": pruned.subjects,
+        },
+        f"Pruned mail older than {days} days (before {cutoff:%Y-%m-%d %H:%M} UTC): "
+        f"{pruned.stored_copies} stored copies deleted, {pruned.subjects} subjects removed; "
+        "the ledger rows stay.",
+    )
 
 
 @main.command("create-admin")

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from nudger.cli import main
 from tests.factories import make_enrolment, make_journey, make_person
+from tests.privacykit import cells_mentioning
 
 
 @pytest.fixture
@@ -137,3 +138,67 @@ def test_a_database_that_is_not_initialised_gets_a_hint_not_a_traceback(monkeypa
     assert result.exit_code == 1
     assert "nudger init" in result.output
     assert "Traceback" not in result.output
+
+
+def test_erase_shows_what_goes_and_asks_before_erasing(run, session, now):
+    from nudger.models import Person
+
+    person = make_person(session, "zoe@example.com", "Zoë Quintero")
+    make_enrolment(session, person, make_journey(session), now.date())
+
+    declined = run("erase", "ZOE@example.com", input="n\n")
+    assert declined.exit_code == 1
+    assert "Erasing person 1 removes:" in declined.stderr
+    assert "name: 'Zoë Quintero'" in declined.stderr
+    assert "nothing erased" in declined.stderr
+    session.expire_all()
+    assert session.get(Person, person.id).email == "zoe@example.com"
+
+    accepted = run("erase", "zoe@example.com", input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert "Erased person 1's personal data" in accepted.stdout
+    assert "Quintero" not in accepted.stdout and "zoe@" not in accepted.stdout
+    session.expire_all()
+    erased = session.get(Person, person.id)
+    assert erased.name == "" and erased.email.endswith("@invalid")
+
+
+def test_erase_yes_json_prints_one_object_without_personal_data(run, session, now):
+    person = make_person(session, "zoe@example.com", "Zoë Quintero")
+    make_enrolment(session, person, make_journey(session), now.date())
+
+    result = run("erase", "zoe@example.com", "--yes", "--json")
+
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["erased"] is True and data["person_id"] == person.id
+    assert data["placeholder"].endswith("@invalid") and data["enrolments"] == 1
+    assert "zoe@" not in result.output and "Quintero" not in result.output
+    session.expire_all()
+    assert cells_mentioning(session, ("zoe@example.com", "quintero")) == []
+    again = run("erase", data["placeholder"], "--yes", "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["erased"] is False
+
+
+def test_erase_of_an_unknown_address_is_rejected(run):
+    result = run("erase", "nobody@example.com", "--yes")
+    assert result.exit_code == 1
+    assert "no person has the address 'nobody@example.com'; nothing erased" in result.output
+
+
+def test_prune_reports_what_it_removed(run, session):
+    from datetime import UTC, datetime
+
+    from nudger.models import CapturedMail
+
+    old = datetime(2026, 1, 5, tzinfo=UTC)
+    session.add(CapturedMail(at=old, to_email="a@example.com", subject="Hi", raw=b"Subject: Hi"))
+    session.commit()
+
+    result = run("prune", "--now", "2026-12-01T00:00:00Z", "--json")
+
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert (data["stored_copies"], data["subjects"], data["retain_mail_days"]) == (1, 0, 180)
+    human = run("prune", "--now", "2026-12-01T00:00:00Z")
+    assert "0 stored copies deleted" in human.output

@@ -28,7 +28,7 @@ from nudger.db import utcnow
 from nudger.mail import render
 from nudger.mail.compose import COMPOSERS, compose
 from nudger.mail.context import preload
-from nudger.models import CapturedMail, Outbox
+from nudger.models import CapturedMail, Outbox, is_placeholder_address
 from nudger.outbox.transport import open_transport
 from nudger.outbox.transport.base import (
     PermanentSendError,
@@ -51,6 +51,7 @@ COMMIT_SECONDS = 2.0
 # Messages written whose answers are not read yet: the SMTP transport keeps
 # one waiting for its content and one waiting for its final answer.
 IN_FLIGHT = 2
+ERASED_ADDRESS = "not sent: the address is a placeholder (the recipient's data was erased)"
 
 
 def warm_up() -> None:
@@ -302,6 +303,8 @@ def _prepare(
     session: Session, settings: Settings, row: Outbox, now: datetime
 ) -> EmailMessage | tuple[str, dict]:
     """Build one claimed row's message, or say why there is none: (outcome, values)."""
+    if is_placeholder_address(row.to_email):
+        return "cancelled", {"state": "cancelled", "last_error": ERASED_ADDRESS}
     if row.kind not in COMPOSERS:
         return _failed(f"no email is defined for messages of kind {row.kind!r}")
     try:
@@ -347,12 +350,15 @@ def _record_failure(
     elif row.attempts >= min(settings.max_attempts, len(BACKOFF_MINUTES) + 1):
         label, values = _failed(f"gave up after {row.attempts} attempts: {error}")
     else:
-        label, values = "retrying", {
-            "state": "pending",
-            "last_error": error[:4000],
-            "next_attempt_at": now + timedelta(minutes=BACKOFF_MINUTES[row.attempts - 1]),
-            "enqueued_at": None,  # the tick enqueues it again when it is due
-        }
+        label, values = (
+            "retrying",
+            {
+                "state": "pending",
+                "last_error": error[:4000],
+                "next_attempt_at": now + timedelta(minutes=BACKOFF_MINUTES[row.attempts - 1]),
+                "enqueued_at": None,  # the tick enqueues it again when it is due
+            },
+        )
     outcomes.add(row, {**values, **ids})
     return label
 

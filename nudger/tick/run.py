@@ -13,7 +13,7 @@ import time as timer
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import case, update
 from sqlmodel import Session, select
 
 from nudger import outbox
@@ -21,6 +21,7 @@ from nudger.bulk import among, insert_ignoring, update_by_id
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
 from nudger.models import Enrolment, EnrolmentStep, Outbox, Person, TickRun
+from nudger.privacy import retention
 from nudger.schedule import JourneyPlan
 from nudger.tick import digests, followups
 from nudger.tick.state import (
@@ -58,6 +59,12 @@ def tick(
     digests.queue_digests(ctx)
     ctx.counts["requeued"] = requeue_stale(session, now, settings.max_attempts)
     session.commit()
+    if settings.retain_mail_days > 0 and retention.prune_due(session, now):
+        pruned = retention.prune_mail(
+            session, now, settings.retain_mail_days, max_batches=retention.PRUNE_BATCHES_PER_TICK
+        )
+        if pruned.total:
+            ctx.counts["pruned"] = pruned.total
     ids = sorted(set(ctx.new_outbox_ids + stale_pending(session, now)))
     enqueued = enqueue and outbox.enqueue_committed(session, settings, ids, now)
     ctx.counts["enqueued"] = len(ids) if enqueued else 0
@@ -76,7 +83,9 @@ def load_enrolments(session: Session, ids: list[int], now: datetime) -> list[Due
             Enrolment.id,
             Enrolment.person_id,
             Enrolment.journey_id,
-            Enrolment.status,
+            # Someone whose data was erased is never sent anything again, whatever
+            # later edits (a journey sync, a move) did to their next action.
+            case((Person.erased_at.is_not(None), "erased"), else_=Enrolment.status),
             Enrolment.start_date,
             Enrolment.shift_days,
             Enrolment.reminders_muted,
