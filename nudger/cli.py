@@ -238,8 +238,7 @@ def import_(
     click.echo(
         f"{verb} {result.enrolments_created} learners ({result.people_created} new people, "
         f"{result.people_updated} updated, {result.unchanged} rows unchanged) "
-        f"from {result.rows} rows."
-        + (" Dry run: nothing written." if dry_run else "")
+        f"from {result.rows} rows." + (" Dry run: nothing written." if dry_run else "")
     )
 
 
@@ -260,44 +259,124 @@ def tick(ctx: Context, now_text: str | None, no_enqueue: bool, as_json: bool) ->
     emit(as_json, {"now": now.isoformat(), **counts}, f"Tick at {now.isoformat()}: {summary}")
 
 
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
 @main.command()
 @click.option("--burst", is_flag=True, help="Drain the queues and exit.")
+@json_option
 @pass_ctx
-def worker(ctx: Context, burst: bool) -> None:
-    """Run an RQ worker on Nudger's queues."""
+def worker(ctx: Context, burst: bool, as_json: bool) -> None:
+    """Run an RQ worker on Nudger's queues; Ctrl-C stops it after the job in hand."""
     from nudger.queue import QUEUES, queue, redis_connection
+    from nudger.serving import until_stopped
     from workers.jobs import warm_up
     from workers.worker import NudgerWorker
 
-    # Templates compiled once, here: send jobs run in this process, and every
-    # other job's forked work horse inherits them.
-    warm_up()
-    _freeze_imports()
-    conn = redis_connection(ctx.settings)
-    w = NudgerWorker([queue(ctx.settings, q) for q in QUEUES], connection=conn)
-    w.work(burst=burst, logging_level="INFO" if not burst else "WARNING")
+    w: NudgerWorker | None = None
+    with until_stopped():
+        # Templates compiled once, here: send jobs run in this process, and every
+        # other job's forked work horse inherits them.
+        warm_up()
+        _freeze_imports()
+        conn = redis_connection(ctx.settings)
+        w = NudgerWorker([queue(ctx.settings, q) for q in QUEUES], connection=conn)
+        w.work(burst=burst, logging_level="INFO" if not burst else "WARNING")
+    tally = w.tally if w is not None else {}
+    emails = {k.removeprefix("emails_"): v for k, v in tally.items() if k.startswith("emails_")}
+    jobs, failed_jobs = tally.get("jobs", 0), tally.get("failed_jobs", 0)
+    emit(
+        as_json,
+        {"burst": burst, "jobs": jobs, "failed_jobs": failed_jobs, "emails": emails},
+        f"{'Queues drained' if burst else 'Worker stopped'}: {_n(jobs, 'job')} done, "
+        f"{failed_jobs} failed; {describe_sending(emails)}.",
+    )
+
+
+#: how a send job's outcomes read, in this order
+SEND_OUTCOMES = {
+    "sent": "sent",
+    "failed": "failed",
+    "retrying": "to retry later",
+    "deferred": "handed back (the mail server did not answer)",
+    "cancelled": "cancelled (nothing left to send)",
+    "lost": "left to another worker",
+    "skipped": "already dealt with",
+}
+
+
+def describe_sending(emails: dict[str, int]) -> str:
+    """Say what send jobs did: emails sent and failed, then any other outcome."""
+    counts = {"sent": 0, "failed": 0, **emails}
+    return "emails: " + ", ".join(
+        f"{counts[key]} {words}"
+        for key, words in SEND_OUTCOMES.items()
+        if key in ("sent", "failed") or counts.get(key)
+    )
 
 
 @main.command()
+@json_option
 @pass_ctx
-def clock(ctx: Context) -> None:
+def clock(ctx: Context, as_json: bool) -> None:
     """Run the tick every minute. Run exactly one clock."""
+    from collections import Counter
+
+    from nudger.serving import until_stopped
     from workers.clock import run_forever
 
     logging.getLogger("nudger").setLevel(logging.INFO)
-    click.echo("Clock started: ticking every minute (Ctrl-C to stop).")
-    run_forever(ctx.settings)
+    click.echo("Clock started: ticking every minute (Ctrl-C to stop).", err=as_json)
+    totals: Counter[str] = Counter()
+    with until_stopped():
+        run_forever(ctx.settings, totals=totals)
+    ticks, failed = totals.pop("ticks", 0), totals.pop("failed_ticks", 0)
+    human = (
+        f"Clock stopped after {_n(ticks, 'tick')}: "
+        f"{_n(totals.get('enqueued', 0), 'email')} queued for sending"
+        + (f"; {failed} failed (see the log above)" if failed else "")
+        + "."
+    )
+    emit(as_json, {"ticks": ticks, "failed_ticks": failed, **dict(sorted(totals.items()))}, human)
+
+
+port_option = click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+
+
+def _must_listen(host: str, port: int, command: str) -> None:
+    """Refuse, before any work, an address the server could not listen on."""
+    from nudger.serving import listen_problem
+
+    problem = listen_problem(host, port)
+    if problem is None:
+        return
+    free = next((p for p in range(port + 1, port + 50) if not listen_problem(host, p)), None)
+    example = f", e.g. `nudger {command} --port {free}`" if free else ""
+    raise click.UsageError(
+        f"cannot listen on {host}:{port}: {problem}. Is another server (or another "
+        f"`nudger {command}`) using it? Choose another port with --port{example}."
+    )
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@port_option
+@json_option
 @pass_ctx
-def web(ctx: Context, host: str, port: int) -> None:
+def web(ctx: Context, host: str, port: int, as_json: bool) -> None:
     """Serve the web app (development server; use gunicorn nudger.wsgi:app in production)."""
-    from nudger import create_app
+    from werkzeug.serving import make_server
 
-    create_app(ctx.settings).run(host=host, port=port)
+    from nudger import create_app
+    from nudger.serving import until_stopped
+
+    _must_listen(host, port, "web")
+    with until_stopped():
+        server = make_server(host, port, create_app(ctx.settings), threaded=True)
+        url = f"http://{host}:{port}"
+        emit(as_json, {"url": url}, f"Serving {url} (development server; Ctrl-C stops).")
+        server.serve_forever()
 
 
 @main.command()
@@ -394,13 +473,35 @@ def create_admin(ctx: Context, email: str, password_stdin: bool, as_json: bool) 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@port_option
 @click.option("--no-browser-hint", is_flag=True, hidden=True)
-def demo(host: str, port: int, no_browser_hint: bool) -> None:
+@click.option(
+    "--instance-path",
+    type=click.Path(file_okay=False, path_type=Path),
+    hidden=True,
+    help="Keep the demo's data here instead of instance/demo.",
+)
+@json_option
+def demo(
+    host: str, port: int, no_browser_hint: bool, instance_path: Path | None, as_json: bool
+) -> None:
     """Run everything in one process on the embedded default, with example data."""
-    from nudger.demo import run_demo
+    import contextlib
 
-    run_demo(host, port)
+    from nudger.demo import run_demo
+    from nudger.serving import until_stopped
+
+    _must_listen(host, port, "demo")  # before minutes of set-up, not after
+
+    def ready(urls: dict[str, str]) -> None:
+        if as_json:
+            click.echo(json.dumps(urls), file=out)
+
+    out = sys.stdout
+    # With --json, stdout carries only the JSON object; the words go to stderr.
+    words = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    with until_stopped(), words:
+        run_demo(host, port, instance_path=instance_path, on_ready=ready)
 
 
 if __name__ == "__main__":
