@@ -100,6 +100,7 @@ class NudgerGroup(click.Group):
 
 
 @click.group(cls=NudgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nudger", message="nudger %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 def main(verbose: bool) -> None:
     """Nudger: learning journeys delivered step by step, by email."""
@@ -255,12 +256,47 @@ def tick(ctx: Context, now_text: str | None, no_enqueue: bool, as_json: bool) ->
     now = parse_now(now_text)
     with ctx.session() as session:
         counts = run_tick(session, ctx.settings, now, enqueue=not no_enqueue)
-    summary = ", ".join(f"{k}: {v}" for k, v in counts.items() if v) or "nothing due"
-    emit(as_json, {"now": now.isoformat(), **counts}, f"Tick at {now.isoformat()}: {summary}")
+    emit(as_json, {"now": now.isoformat(), **counts}, describe_tick(now, counts, not no_enqueue))
+
+
+#: what the tick counts that is not a kind of email
+TICK_TALLIES = {"enrolments", "steps", "escalations", "enqueued", "reenqueued", "requeued"}
 
 
 def _n(count: int, one: str, many: str | None = None) -> str:
     return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def describe_tick(now: datetime, counts: dict[str, int], enqueued: bool) -> str:
+    """Say in words what a tick did: new emails by kind, and what went to the queue."""
+    when = f"Tick at {now:%Y-%m-%d %H:%M} UTC"
+    kinds = {k: v for k, v in counts.items() if k not in TICK_TALLIES and v}
+    new = sum(kinds.values())
+    parts = []
+    for kind, count in sorted(kinds.items(), key=lambda kv: (kv[0] != "step", kv[0])):
+        words = _n(count, f"{kind} email")
+        if kind == "step":
+            words += f" ({_n(counts.get('steps', 0), 'step')})"
+        parts.append(words)
+    enrolments = _n(counts.get("enrolments", 0), "enrolment")
+    if new:
+        what = f"{_n(new, 'new email')} to send for {enrolments} due: {', '.join(parts)}"
+    else:
+        what = f"no new email ({enrolments} due)"
+    if counts.get("escalations"):
+        what += f"; {_n(counts['escalations'], 'overdue step')} escalated to managers"
+    again, taken_back = counts.get("reenqueued", 0), counts.get("requeued", 0)
+    stopped = f"{_n(taken_back, 'email')} taken back from a worker that stopped sending"
+    if not enqueued:
+        queued = "Nothing queued (--no-enqueue)" + (f"; {stopped}" if taken_back else "")
+    elif new or again:
+        queued = f"Queued for sending: {new} new, {again} again"
+        if again:
+            queued += " (earlier emails left without a job"
+            queued += f", {stopped})" if taken_back else ")"
+    else:
+        queued = "Nothing to queue"
+    return f"{when}: {what}.\n{queued}."
 
 
 @main.command()
@@ -389,15 +425,25 @@ def web(ctx: Context, host: str, port: int, as_json: bool) -> None:
     show_default=True,
 )
 @click.option("--now", "now_text", help="Report as of this time (ISO 8601).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (--format json).")
 @pass_ctx
-def report(ctx: Context, journey_slug: str | None, fmt: str, now_text: str | None) -> None:
+def report(
+    ctx: Context, journey_slug: str | None, fmt: str, now_text: str | None, as_json: bool
+) -> None:
     """Progress of every enrolment, step by step."""
-    from nudger.insights.reports import as_csv, as_table, progress
+    from nudger.insights.reports import as_csv, as_table, journey_slugs, progress
 
+    if as_json and fmt not in ("table", "json"):
+        raise click.UsageError(f"--json and --format {fmt} ask for two formats; choose one")
     now = parse_now(now_text)
     with ctx.session() as session:
+        if journey_slug:
+            known = journey_slugs(session)
+            if journey_slug not in known:
+                listed = ", ".join(known) or "none yet (load them with `nudger journeys sync`)"
+                raise Rejected(f"no journey {journey_slug!r}; the journeys are: {listed}")
         rows = progress(session, now, journey_slug)
-        if fmt == "json":
+        if as_json or fmt == "json":
             click.echo(json.dumps({"enrolments": list(rows)}))
         elif fmt == "csv":
             click.echo(as_csv(rows), nl=False)
@@ -452,12 +498,27 @@ _enrolment_command("withdraw", "Withdraw an enrolment: stop everything, cancel p
 @pass_ctx
 def create_admin(ctx: Context, email: str, password_stdin: bool, as_json: bool) -> None:
     """Create an admin user (or set a new password for one)."""
-    from nudger.admins import AdminError, create_or_update_admin
+    from nudger.admins import AdminError, admin_email, check_new_password, create_or_update_admin
+
+    try:
+        admin_email(email)  # a typo in the address is said before any password is asked
+    except AdminError as exc:
+        raise Rejected(str(exc)) from None
+
+    def acceptable(password: str) -> str:
+        try:
+            check_new_password(password)
+        except AdminError as exc:
+            raise click.UsageError(f"{exc}; try again") from None
+        return password
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        # Checked as soon as it is typed, not after typing it twice.
+        password = click.prompt(
+            "Password", hide_input=True, confirmation_prompt=True, value_proc=acceptable, err=True
+        )
     with ctx.session() as session:
         try:
             created = create_or_update_admin(session, email, password, utcnow())
