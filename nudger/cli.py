@@ -387,10 +387,12 @@ def _must_listen(host: str, port: int, command: str) -> None:
     problem = listen_problem(host, port)
     if problem is None:
         return
+    if problem.option == "--host":
+        raise click.BadParameter(problem.reason, param_hint="--host")
     free = next((p for p in range(port + 1, port + 50) if not listen_problem(host, p)), None)
     example = f", e.g. `nudger {command} --port {free}`" if free else ""
     raise click.UsageError(
-        f"cannot listen on {host}:{port}: {problem}. Is another server (or another "
+        f"cannot listen on {host}:{port}: {problem.reason}. Is another server (or another "
         f"`nudger {command}`) using it? Choose another port with --port{example}."
     )
 

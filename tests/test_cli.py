@@ -295,3 +295,10 @@ def test_a_busy_port_is_a_usage_error_before_any_work(command, tmp_path):
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert not (tmp_path / "demo").exists()  # no set-up, no replay
     assert time.monotonic() - started < 30
+
+
+def test_a_host_that_is_not_this_machine_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--host", "nowhere.invalid"])
+    assert result.exit_code == 2
+    assert "Invalid value for --host: 'nowhere.invalid' is not a name or address" in result.output
+    assert "Traceback" not in result.output

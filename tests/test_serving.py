@@ -30,6 +30,7 @@ from tests.factories import make_enrolment, make_journey, make_person
 
 EMBEDDED = not os.environ.get("NUDGER_TEST_REDIS_URL")
 SIGNALS = [pytest.param(signal.SIGINT, id="ctrl-c"), pytest.param(signal.SIGTERM, id="sigterm")]
+HANGUP = [pytest.param(signal.SIGHUP, id="terminal-closed")]
 
 
 class Command:
@@ -135,7 +136,7 @@ def assert_stopped_cleanly(cmd: Command, signum: int, started: list[psutil.Proce
         os.killpg(cmd.proc.pid, 0)
 
 
-@pytest.mark.parametrize("signum", SIGNALS)
+@pytest.mark.parametrize("signum", SIGNALS + HANGUP)
 def test_web_stops_on_a_signal_and_leaves_nothing_running(command, signum):
     port = free_port()
     web = command("web", "--port", str(port), "--json")
@@ -149,7 +150,7 @@ def test_web_stops_on_a_signal_and_leaves_nothing_running(command, signum):
     assert_stopped_cleanly(web, signum, started)
 
 
-@pytest.mark.parametrize("signum", SIGNALS)
+@pytest.mark.parametrize("signum", SIGNALS + HANGUP)
 def test_worker_stops_on_a_signal_says_what_it_did_and_leaves_nothing_running(command, signum):
     worker = command("worker", "--json")
     worker.wait_for("Listening on")
@@ -166,7 +167,7 @@ def _monday_a_week_ago() -> date:
     return today - timedelta(days=7 + today.weekday())
 
 
-@pytest.mark.parametrize("signum", SIGNALS)
+@pytest.mark.parametrize("signum", SIGNALS + HANGUP)
 def test_clock_stops_on_a_signal_and_leaves_nothing_running(command, session, signum):
     # A step already due, so that the first tick queues an email (and starts Redis).
     make_enrolment(session, make_person(session), make_journey(session), _monday_a_week_ago())
