@@ -250,6 +250,7 @@ def import_(
 @pass_ctx
 def tick(ctx: Context, now_text: str | None, no_enqueue: bool, as_json: bool) -> None:
     """Decide and enqueue all work due at `now`."""
+    from nudger.summaries import describe_tick
     from nudger.tick.run import tick as run_tick
 
     _freeze_imports()
@@ -257,46 +258,6 @@ def tick(ctx: Context, now_text: str | None, no_enqueue: bool, as_json: bool) ->
     with ctx.session() as session:
         counts = run_tick(session, ctx.settings, now, enqueue=not no_enqueue)
     emit(as_json, {"now": now.isoformat(), **counts}, describe_tick(now, counts, not no_enqueue))
-
-
-#: what the tick counts that is not a kind of email
-TICK_TALLIES = {"enrolments", "steps", "escalations", "enqueued", "reenqueued", "requeued"}
-
-
-def _n(count: int, one: str, many: str | None = None) -> str:
-    return f"{count} {one if count == 1 else (many or one + 's')}"
-
-
-def describe_tick(now: datetime, counts: dict[str, int], enqueued: bool) -> str:
-    """Say in words what a tick did: new emails by kind, and what went to the queue."""
-    when = f"Tick at {now:%Y-%m-%d %H:%M} UTC"
-    kinds = {k: v for k, v in counts.items() if k not in TICK_TALLIES and v}
-    new = sum(kinds.values())
-    parts = []
-    for kind, count in sorted(kinds.items(), key=lambda kv: (kv[0] != "step", kv[0])):
-        words = _n(count, f"{kind} email")
-        if kind == "step":
-            words += f" ({_n(counts.get('steps', 0), 'step')})"
-        parts.append(words)
-    enrolments = _n(counts.get("enrolments", 0), "enrolment")
-    if new:
-        what = f"{_n(new, 'new email')} to send for {enrolments} due: {', '.join(parts)}"
-    else:
-        what = f"no new email ({enrolments} due)"
-    if counts.get("escalations"):
-        what += f"; {_n(counts['escalations'], 'overdue step')} escalated to managers"
-    again, taken_back = counts.get("reenqueued", 0), counts.get("requeued", 0)
-    stopped = f"{_n(taken_back, 'email')} taken back from a worker that stopped sending"
-    if not enqueued:
-        queued = "Nothing queued (--no-enqueue)" + (f"; {stopped}" if taken_back else "")
-    elif new or again:
-        queued = f"Queued for sending: {new} new, {again} again"
-        if again:
-            queued += " (earlier emails left without a job"
-            queued += f", {stopped})" if taken_back else ")"
-    else:
-        queued = "Nothing to queue"
-    return f"{when}: {what}.\n{queued}."
 
 
 @main.command()
@@ -307,6 +268,7 @@ def worker(ctx: Context, burst: bool, as_json: bool) -> None:
     """Run an RQ worker on Nudger's queues; Ctrl-C stops it after the job in hand."""
     from nudger.queue import QUEUES, queue, redis_connection
     from nudger.serving import until_stopped
+    from nudger.summaries import describe_sending, plural
     from workers.jobs import warm_up
     from workers.worker import NudgerWorker
 
@@ -325,30 +287,8 @@ def worker(ctx: Context, burst: bool, as_json: bool) -> None:
     emit(
         as_json,
         {"burst": burst, "jobs": jobs, "failed_jobs": failed_jobs, "emails": emails},
-        f"{'Queues drained' if burst else 'Worker stopped'}: {_n(jobs, 'job')} done, "
+        f"{'Queues drained' if burst else 'Worker stopped'}: {plural(jobs, 'job')} done, "
         f"{failed_jobs} failed; {describe_sending(emails)}.",
-    )
-
-
-#: how a send job's outcomes read, in this order
-SEND_OUTCOMES = {
-    "sent": "sent",
-    "failed": "failed",
-    "retrying": "to retry later",
-    "deferred": "handed back (the mail server did not answer)",
-    "cancelled": "cancelled (nothing left to send)",
-    "lost": "left to another worker",
-    "skipped": "already dealt with",
-}
-
-
-def describe_sending(emails: dict[str, int]) -> str:
-    """Say what send jobs did: emails sent and failed, then any other outcome."""
-    counts = {"sent": 0, "failed": 0, **emails}
-    return "emails: " + ", ".join(
-        f"{counts[key]} {words}"
-        for key, words in SEND_OUTCOMES.items()
-        if key in ("sent", "failed") or counts.get(key)
     )
 
 
@@ -360,6 +300,7 @@ def clock(ctx: Context, as_json: bool) -> None:
     from collections import Counter
 
     from nudger.serving import until_stopped
+    from nudger.summaries import plural
     from workers.clock import run_forever
 
     logging.getLogger("nudger").setLevel(logging.INFO)
@@ -369,8 +310,8 @@ def clock(ctx: Context, as_json: bool) -> None:
         run_forever(ctx.settings, totals=totals)
     ticks, failed = totals.pop("ticks", 0), totals.pop("failed_ticks", 0)
     human = (
-        f"Clock stopped after {_n(ticks, 'tick')}: "
-        f"{_n(totals.get('enqueued', 0), 'email')} queued for sending"
+        f"Clock stopped after {plural(ticks, 'tick')}: "
+        f"{plural(totals.get('enqueued', 0), 'email')} queued for sending"
         + (f"; {failed} failed (see the log above)" if failed else "")
         + "."
     )
@@ -378,23 +319,6 @@ def clock(ctx: Context, as_json: bool) -> None:
 
 
 port_option = click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-
-
-def _must_listen(host: str, port: int, command: str) -> None:
-    """Refuse, before any work, an address the server could not listen on."""
-    from nudger.serving import listen_problem
-
-    problem = listen_problem(host, port)
-    if problem is None:
-        return
-    if problem.option == "--host":
-        raise click.BadParameter(problem.reason, param_hint="--host")
-    free = next((p for p in range(port + 1, port + 50) if not listen_problem(host, p)), None)
-    example = f", e.g. `nudger {command} --port {free}`" if free else ""
-    raise click.UsageError(
-        f"cannot listen on {host}:{port}: {problem.reason}. Is another server (or another "
-        f"`nudger {command}`) using it? Choose another port with --port{example}."
-    )
 
 
 @main.command()
@@ -407,9 +331,9 @@ def web(ctx: Context, host: str, port: int, as_json: bool) -> None:
     from werkzeug.serving import make_server
 
     from nudger import create_app
-    from nudger.serving import until_stopped
+    from nudger.serving import must_listen, until_stopped
 
-    _must_listen(host, port, "web")
+    must_listen(host, port, "web")
     with until_stopped():
         server = make_server(host, port, create_app(ctx.settings), threaded=True)
         url = f"http://{host}:{port}"
@@ -552,9 +476,9 @@ def demo(
     import contextlib
 
     from nudger.demo import run_demo
-    from nudger.serving import until_stopped
+    from nudger.serving import must_listen, until_stopped
 
-    _must_listen(host, port, "demo")  # before minutes of set-up, not after
+    must_listen(host, port, "demo")  # before minutes of set-up, not after
 
     def ready(urls: dict[str, str]) -> None:
         if as_json:

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
+import click
+
 from nudger.queue import close_connections
 
 
@@ -43,6 +45,21 @@ def listen_problem(host: str, port: int) -> ListenProblem | None:
 
 def _not_here(host: str, reason: str | None) -> str:
     return f"{host!r} is not a name or address of this machine ({reason})"
+
+
+def must_listen(host: str, port: int, command: str) -> None:
+    """Refuse, as a usage error and before any work, an address `command` could not serve on."""
+    problem = listen_problem(host, port)
+    if problem is None:
+        return
+    if problem.option == "--host":
+        raise click.BadParameter(problem.reason, param_hint="--host")
+    free = next((p for p in range(port + 1, port + 50) if not listen_problem(host, p)), None)
+    example = f", e.g. `nudger {command} --port {free}`" if free else ""
+    raise click.UsageError(
+        f"cannot listen on {host}:{port}: {problem.reason}. Is another server (or another "
+        f"`nudger {command}`) using it? Choose another port with --port{example}."
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nudger.cli import describe_tick, main
+from nudger.cli import main
+from nudger.summaries import describe_tick
 from tests.factories import make_enrolment, make_journey, make_person
 
 
