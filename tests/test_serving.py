@@ -204,3 +204,23 @@ def test_ctrl_c_while_the_demo_sets_up_stops_it_cleanly(command, tmp_path):
     demo.wait_for("Setting up the demo")
     time.sleep(1)  # into the set-up's work
     assert_stopped_cleanly(demo, signal.SIGINT, demo.ours())
+
+
+def test_a_stopping_worker_does_not_wait_a_minute_for_its_command_thread(settings):
+    from nudger.queue import DEFAULT_QUEUE, queue
+    from workers.worker import NudgerWorker
+
+    q = queue(settings, DEFAULT_QUEUE)
+    worker = NudgerWorker([q], connection=q.connection)
+    worker.subscribe()
+    # Unsubscribed, RQ's command thread sleeps for its whole poll (60 s) ...
+    worker.pubsub.unsubscribe()
+    deadline = time.monotonic() + 10
+    while worker.pubsub.subscribed:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.2)
+    # ... and stopping must not wait for it to wake up.
+    started = time.monotonic()
+    worker.unsubscribe()
+    assert time.monotonic() - started < 5

@@ -46,6 +46,24 @@ class NudgerWorker(Worker):
         if is_send and isinstance(value, dict):
             self.tally.update({f"emails_{k}": int(v) for k, v in value.items()})
 
+    def unsubscribe(self) -> None:
+        """Leave the command channel without waiting up to a minute for its thread.
+
+        RQ stops its pubsub thread with redis-py's stop(), which waits for the
+        thread without a bound (redis-py 8), and a thread that has just been
+        unsubscribed can sleep for RQ's whole 60-second poll: now and then
+        Ctrl-C took a minute. The thread is a daemon; a bounded wait will do.
+        """
+        if not self.pubsub_thread:
+            return
+        self.pubsub.unsubscribe()
+        try:
+            self.pubsub_thread.stop(timeout=1)
+        except TypeError:  # redis-py before 8: stop() does not wait at all
+            self.pubsub_thread.stop()
+            self.pubsub_thread.join(timeout=1)
+        self.pubsub.close()
+
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         # Nobody beats the heart while an inline job runs: cover its whole timeout.
         if job.origin == SEND_QUEUE:
