@@ -26,14 +26,24 @@ class AdminError(ValueError):
     """The email or password was not acceptable."""
 
 
-def create_or_update_admin(session: Session, email: str, password: str, now: datetime) -> bool:
-    """Create an admin, or set a new password; return True if created."""
+def admin_email(email: str) -> str:
+    """Return the address an admin signs in with, or raise AdminError."""
     try:
-        email = validate_email(email, check_deliverability=False).normalized.lower()
+        return validate_email(email, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
         raise AdminError(f"{email!r} is not a valid email address: {exc}") from None
+
+
+def check_new_password(password: str) -> None:
+    """Raise AdminError unless `password` may be an admin's password."""
     if len(password) < MIN_PASSWORD:
         raise AdminError(f"the password must be at least {MIN_PASSWORD} characters")
+
+
+def create_or_update_admin(session: Session, email: str, password: str, now: datetime) -> bool:
+    """Create an admin, or set a new password; return True if created."""
+    email = admin_email(email)
+    check_new_password(password)
     admin = session.exec(select(AdminUser).where(AdminUser.email == email)).first()
     created = admin is None
     if created:

@@ -65,9 +65,11 @@ def tick(
         )
         if pruned.total:
             ctx.counts["pruned"] = pruned.total
-    ids = sorted(set(ctx.new_outbox_ids + stale_pending(session, now)))
+    stale = stale_pending(session, now)
+    ids = sorted(set(ctx.new_outbox_ids + stale))
     enqueued = enqueue and outbox.enqueue_committed(session, settings, ids, now)
     ctx.counts["enqueued"] = len(ids) if enqueued else 0
+    ctx.counts["reenqueued"] = len(stale) if enqueued else 0  # earlier rows without a job
     counts = {k: int(v) for k, v in sorted(ctx.counts.items())}
     session.add(
         TickRun(now=now, duration_ms=int((timer.perf_counter() - started) * 1000), counts=counts)
