@@ -68,15 +68,50 @@ def _local_minute(value: object) -> object:
     raise ValueError('must be a local date and time without a time zone, like "2027-02-10T14:00"')
 
 
+# Control characters (C0, DEL, C1): invisible in an editor, refused by PostgreSQL (NUL), and
+# able to rewrite a terminal (ESC) or split an email header (CR, LF).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _control(value: str, allowed: str) -> str | None:
+    """Return the first control character in value not in allowed, spelt U+XXXX, or None."""
+    for found in _CONTROL.finditer(value):
+        if found[0] not in allowed:
+            return f"U+{ord(found[0]):04X}"
+    return None
+
+
+def _one_line(value: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise ValueError("must be one line")
+    if code := _control(value, "\t"):
+        raise ValueError(f"must not contain control characters (found {code})")
+    return value
+
+
+def _prose(value: str) -> str:
+    if code := _control(value, "\t\n"):
+        raise ValueError(f"must not contain control characters (found {code})")
+    return value
+
+
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", value):
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or re.search(r"\s", value)
+        or _CONTROL.search(value)
+    ):
         raise ValueError("must be an http:// or https:// URL")
     return value
 
 
 Slug = Annotated[str, AfterValidator(_slug)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(_one_line)
+]
+Prose = Annotated[str, AfterValidator(_prose)]  # Markdown: lines and tabs allowed
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Clock = Annotated[
     time,
@@ -138,7 +173,7 @@ class StepSpec(_Spec):
     title: Text
     minutes: int | None = Field(None, gt=0)
     link: HttpUrl | None = None
-    body: str | None = None
+    body: Prose | None = None
     due_after: int | None = Field(None, ge=0)
     confirmed_by: Literal["manager"] | None = None
     at: LocalMinute | None = None
@@ -183,7 +218,7 @@ class JourneySpec(_Spec):
     slug: Slug
     title: Text
     owner: EmailStr | None = None
-    summary: str | None = None
+    summary: Prose | None = None
     goal: list[Text] = Field(min_length=1)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     steps: list[StepSpec] = Field(min_length=1)
@@ -240,5 +275,3 @@ class JourneySpec(_Spec):
         """Return a stable hash of the normalised spec, to notice edits to its file."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
-
-
