@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from nudger.journeys.spec import JourneySpec, Loc
+from nudger.text import escape_controls
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def _field(loc: Loc) -> str:
     text = ""
     for part in loc:
         # A key spelt with control characters (ESC) must not reach the terminal as they are.
-        name = str(part) if str(part).isprintable() else repr(part)
+        name = escape_controls(str(part))
         text += f"[{part}]" if isinstance(part, int) else f".{name}" if text else name
     return text
 

@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from nudger.text import CONTROL, control_character
+
 Kind = Literal[
     "read", "discuss", "elearning", "experiment", "practice", "feedback",
     "reflect", "workshop", "video", "quiz", "assignment", "other",
@@ -68,29 +70,16 @@ def _local_minute(value: object) -> object:
     raise ValueError('must be a local date and time without a time zone, like "2027-02-10T14:00"')
 
 
-# Control characters (C0, DEL, C1): invisible in an editor, refused by PostgreSQL (NUL), and
-# able to rewrite a terminal (ESC) or split an email header (CR, LF).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _control(value: str, allowed: str) -> str | None:
-    """Return the first control character in value not in allowed, spelt U+XXXX, or None."""
-    for found in _CONTROL.finditer(value):
-        if found[0] not in allowed:
-            return f"U+{ord(found[0]):04X}"
-    return None
-
-
 def _one_line(value: str) -> str:
     if "\n" in value or "\r" in value:
         raise ValueError("must be one line")
-    if code := _control(value, "\t"):
+    if code := control_character(value):
         raise ValueError(f"must not contain control characters (found {code})")
     return value
 
 
 def _prose(value: str) -> str:
-    if code := _control(value, "\t\n"):
+    if code := control_character(value, "\t\n"):
         raise ValueError(f"must not contain control characters (found {code})")
     return value
 
@@ -101,7 +90,7 @@ def _http_url(value: str) -> str:
         parts.scheme not in ("http", "https")
         or not parts.hostname
         or re.search(r"\s", value)
-        or _CONTROL.search(value)
+        or CONTROL.search(value)
     ):
         raise ValueError("must be an http:// or https:// URL")
     return value

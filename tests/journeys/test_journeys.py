@@ -485,5 +485,5 @@ def test_a_key_with_control_characters_is_shown_escaped(tmp_path):
     text = MINIMAL + '"\\e[31mred": 1\n'
     [problem] = problems_of(write(tmp_path, text))
 
-    assert problem.field == "'\\x1b[31mred'"
+    assert problem.field == "\\x1b[31mred"
     assert "\x1b" not in str(problem)
