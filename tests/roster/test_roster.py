@@ -209,6 +209,54 @@ def test_reports_a_bad_cell_at_its_row_and_column(run, session, row, field, says
     assert nothing_written(session)
 
 
+@pytest.mark.parametrize(
+    ("row", "field", "code"),
+    [
+        ("ada@example.com,Ada\x00 Lovelace,,giving-feedback", "name", "U+0000"),
+        ("ada@exam\x00ple.com,Ada,,giving-feedback", "email", "U+0000"),
+        ("ada@example.com,Ada,grace@example.com\x1b,giving-feedback", "manager_email", "U+001B"),
+        ("ada@example.com,Ada,,giving-feedback\x7f", "journey", "U+007F"),
+        ("ada@example.com,Ada,,giving-feedback,2027-03-0\x08", "start_date", "U+0008"),
+        ("ada@example.com,Ada,,giving-feedback,,Europe/\x85London", "timezone", "U+0085"),
+        ("ada@example.com,Ada,,giving-feedback,,,G\x00B", "country", "U+0000"),
+        ('ada@example.com,"Ada\nLovelace",,giving-feedback', "name", "U+000A"),
+        ('ada@example.com,"Ada\rLovelace",,giving-feedback', "name", "U+000D"),
+    ],
+)
+def test_rejects_a_control_character_in_a_cell_naming_its_column(run, session, row, field, code):
+    result = run(roster(row))
+
+    assert where(result) == [(2, field)]  # one error for the cell, not another for its value
+    assert result.errors[0].message == f"contains a control character ({code}): remove it"
+    assert "\x00" not in result.errors[0].value
+    assert nothing_written(session)
+
+
+def test_rejects_control_characters_in_first_and_last_name_columns(run, session):
+    data = "email,first_name,last_name,manager_name,journey\n"
+    data += "ada@example.com,Ada\x00,Love\x01lace,Grace\x02,giving-feedback\n"
+
+    result = run(data.encode())
+
+    assert where(result) == [(2, "first_name"), (2, "last_name"), (2, "manager_name")]
+    assert nothing_written(session)
+
+
+def test_keeps_a_tab_inside_a_cell(run, session):
+    result = run(roster("ada@example.com,Ada\tLovelace,,giving-feedback"))
+
+    assert result.ok, result.errors
+    assert person(session, "ada@example.com").name == "Ada\tLovelace"
+
+
+def test_rejects_a_control_character_in_a_column_name(run, session):
+    result = run(b"email,na\x1bme,journey\nada@example.com,Ada,giving-feedback\n")
+
+    assert (result.errors[0].row, result.errors[0].field) == (1, "na\\x1bme")
+    assert "control character (U+001B)" in result.errors[0].message
+    assert nothing_written(session)
+
+
 def test_reports_an_unknown_journey_with_the_known_slugs(run, session):
     make_journey(session, slug="coaching")
 
