@@ -6,6 +6,7 @@ once the people already in the database are known.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from contextlib import suppress
@@ -100,6 +101,9 @@ class RowChecker:
         self.people: dict[str, PersonRow] = {}
         self.pairs: dict[tuple[str, int], EnrolmentRow] = {}
         self.managers: dict[str, tuple[int, str]] = {}  # email -> (first row, manager_name)
+        # People whose row had an error, by email: (row, manager_email or ""). They are still
+        # in the file, and the manager they name may close a loop worth reporting too.
+        self.rejected: dict[str, tuple[int, str]] = {}
         self.errors: list[RowError] = []
         self.warnings: list[RowError] = []
         # Managers, countries and dates repeat down a roster: check each value once.
@@ -133,6 +137,8 @@ class RowChecker:
         tz = self._timezone(row, cells.get("timezone", ""))
         country = self._country(row, cells.get("country", ""))
         if len(self.errors) > before or journey is None:
+            if email and email not in self.rejected:
+                self.rejected[email] = (row, manager)
             return
         if manager:
             self._note_manager(row, manager, manager_name)
@@ -279,15 +285,26 @@ def _fill_blanks(old: PersonRow, new: PersonRow) -> None:
 
 
 def check_loops(reader: RowChecker, known: KnownPeople) -> None:
-    """Report each manager loop at the rows whose manager_email helps close it."""
+    """Report each manager loop at the rows whose manager_email helps close it.
+
+    Rows rejected for another reason still count: the file says who manages whom.
+    """
+
+    def stated(email: str) -> tuple[int, str] | None:
+        """Return (row, manager) as the file gives them, or None if it names no manager."""
+        person = reader.people.get(email)
+        if person is not None and person.manager:
+            return person.manager_row, person.manager
+        row, manager = reader.rejected.get(email, (0, ""))
+        return (row, manager) if manager else None
 
     def manager_of(email: str) -> str:
-        person = reader.people.get(email)
-        return person.manager if person and person.manager else known.manager_email(email)
+        found = stated(email)
+        return found[1] if found else known.manager_email(email)
 
     done: set[str] = set()
-    for start, person in reader.people.items():
-        if not person.manager or start in done:
+    for start in itertools.chain(reader.people, reader.rejected):
+        if start in done or stated(start) is None:
             continue
         path, on_path, node = [], set(), start
         while node and node not in done and node not in on_path:
@@ -297,9 +314,8 @@ def check_loops(reader: RowChecker, known: KnownPeople) -> None:
         if node in on_path:
             loop = path[path.index(node) :]
             for i, email in enumerate(loop):
-                culprit = reader.people.get(email)
-                if culprit is not None and culprit.manager:
+                found = stated(email)
+                if found is not None:
                     chain = " → ".join([*loop[i:], *loop[: i + 1]])
-                    message = f"manager loop: {chain}"
-                    reader.error(culprit.manager_row, "manager_email", culprit.manager, message)
+                    reader.error(found[0], "manager_email", found[1], f"manager loop: {chain}")
         done.update(path)

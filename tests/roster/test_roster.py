@@ -331,6 +331,44 @@ def test_reports_a_manager_loop_in_the_file(run, session):
     assert nothing_written(session)
 
 
+def test_reports_a_manager_loop_whose_other_row_has_an_unrelated_error(run, session):
+    result = run(
+        roster(
+            "ada@example.com,Ada,bob@example.com,giving-feedback",
+            "bob@example.com,Bob,ada@example.com,no-such-journey",
+        )
+    )
+
+    assert where(result) == [(2, "manager_email"), (3, "journey"), (3, "manager_email")]
+    assert "manager loop: ada@example.com → bob@example.com" in result.errors[0].message
+    assert not any("not in the file" in w.message for w in result.warnings)
+    assert nothing_written(session)
+
+
+def test_reports_a_manager_loop_among_rows_that_all_have_other_errors(run, session):
+    result = run(
+        roster(
+            "ada@example.com,Ada,bob@example.com,giving-feedback,,Mars/Olympus",
+            "bob@example.com,Bob,ada@example.com,giving-feedback,,,XX",
+        )
+    )
+
+    assert where(result) == [
+        (2, "timezone"), (2, "manager_email"), (3, "country"), (3, "manager_email"),
+    ]  # fmt: skip
+    assert nothing_written(session)
+
+
+def test_reports_a_loop_through_the_database_from_a_row_with_another_error(run, session):
+    ada = make_person(session, "ada@example.com", "Ada")
+    make_person(session, "bob@example.com", "Bob", manager=ada)
+
+    result = run(roster("ada@example.com,Ada,bob@example.com,no-such-journey"))
+
+    assert where(result) == [(2, "journey"), (2, "manager_email")]
+    assert "manager loop" in result.errors[1].message
+
+
 def test_reports_a_manager_loop_through_the_database(run, session):
     ada = make_person(session, "ada@example.com", "Ada")
     make_person(session, "bob@example.com", "Bob", manager=ada)
