@@ -1,5 +1,6 @@
 """Read journey files (`journeys/*.yaml`) into specs, with a file and line for every problem."""
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from os import PathLike
@@ -177,6 +178,7 @@ def _message(error: ErrorDetails) -> str:
 
 
 _NEEDS = "slug, title, goal and steps"
+_LINE_SEPARATOR = re.compile("[\x85\u2028\u2029]")
 
 
 def _read(path: Path) -> tuple[JourneySpec, dict[Loc, int]]:
@@ -191,6 +193,13 @@ def _read(path: Path) -> tuple[JourneySpec, dict[Loc, int]]:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise JourneyError([Problem(name, line, "", "is not UTF-8 text")]) from exc
+    # YAML also ends lines at a lone CR, U+0085, U+2028 and U+2029, where editors may not:
+    # one line break keeps every line number the one an editor shows.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if found := _LINE_SEPARATOR.search(text):
+        line = text.count("\n", 0, found.start()) + 1
+        message = f"invalid YAML: the character U+{ord(found[0]):04X} is not allowed"
+        raise JourneyError([Problem(name, line, "", message)])
     loader = None
     try:
         loader = _Loader(text)

@@ -487,3 +487,22 @@ def test_a_key_with_control_characters_is_shown_escaped(tmp_path):
 
     assert problem.field == "\\x1b[31mred"
     assert "\x1b" not in str(problem)
+
+
+@pytest.mark.parametrize("separator", ["\x85", "\u2028", "\u2029"])
+def test_a_unicode_line_separator_is_refused_at_the_line_an_editor_shows(tmp_path, separator):
+    # YAML ends a line there and would count every later line one too many.
+    text = MINIMAL.replace("A tiny journey", f"A tiny{separator}journey")
+    [problem] = problems_of(write(tmp_path, text))
+
+    assert problem.line == line_of(text, "title:")
+    assert problem.message == f"invalid YAML: the character U+{ord(separator):04X} is not allowed"
+
+
+def test_lines_ended_by_a_lone_cr_are_counted_as_lines(tmp_path):
+    text = MINIMAL.replace("kind: read", "kind: lecture")
+    path = tmp_path / "mac.yaml"
+    path.write_bytes(text.replace("\n", "\r").encode())
+    [problem] = problems_of(path)
+
+    assert (problem.line, problem.field) == (line_of(text, "kind:"), "steps[0].kind")
