@@ -207,7 +207,8 @@ def _read(path: Path) -> tuple[JourneySpec, dict[Loc, int]]:
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        reason = "; ".join(part for part in (exc.context, exc.problem) if part)
+        # A tag may spell any character with %XX; its message must not act on a terminal.
+        reason = escape_controls("; ".join(part for part in (exc.context, exc.problem) if part))
         line = mark.line + 1 if mark else None
         prefix = "" if isinstance(exc, _Refused) else "invalid YAML: "
         raise JourneyError([Problem(name, line, "", prefix + reason)]) from exc

@@ -506,3 +506,10 @@ def test_lines_ended_by_a_lone_cr_are_counted_as_lines(tmp_path):
     [problem] = problems_of(path)
 
     assert (problem.line, problem.field) == (line_of(text, "kind:"), "steps[0].kind")
+
+
+def test_a_tag_spelling_control_characters_is_shown_escaped(tmp_path):
+    text = MINIMAL.replace("title: A tiny journey", "title: !%1b[2J x")
+    [problem] = problems_of(write(tmp_path, text))
+
+    assert problem.message == "tags (!\\x1b[2J) are not allowed in journey files"
