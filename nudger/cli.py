@@ -79,7 +79,7 @@ class NudgerGroup(click.Group):
     """Turn unexpected failures into one readable line instead of a stack trace."""
 
     def invoke(self, ctx: click.Context):
-        from sqlalchemy.exc import OperationalError, ProgrammingError
+        from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
         try:
             return super().invoke(ctx)
@@ -91,6 +91,12 @@ class NudgerGroup(click.Group):
             raise click.ClickException(
                 f"database error: {first}. Is the database reachable and "
                 "initialised (`nudger init`)?"
+            ) from None
+        except SQLAlchemyError:
+            # str() of these holds the SQL statement and its parameters: people's data.
+            logging.getLogger("nudger").debug("database error", exc_info=True)
+            raise click.ClickException(
+                "database error: the database refused the change (run with -v for details)"
             ) from None
         except Exception as exc:
             logging.getLogger("nudger").debug("unexpected error", exc_info=True)

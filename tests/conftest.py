@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import psutil
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlmodel import Session, SQLModel
 
@@ -22,6 +23,12 @@ from tests import processes
 
 TEST_DATABASE_URL = os.environ.get("NUDGER_TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("NUDGER_TEST_REDIS_URL", "")
+
+# Property-based tests: a bounded run on every test run; HYPOTHESIS_PROFILE=release for the
+# long one before a release. No deadline: the database makes some examples slow.
+hypothesis_settings.register_profile("ci", max_examples=200, deadline=None)
+hypothesis_settings.register_profile("release", max_examples=20_000, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_report_header(config) -> str:

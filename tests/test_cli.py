@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from nudger.cli import main
+from nudger.db import utcnow
 from nudger.summaries import describe_tick
 from tests.factories import make_enrolment, make_journey, make_person
 from tests.privacykit import cells_mentioning
@@ -368,3 +369,44 @@ def test_a_host_that_is_not_this_machine_is_a_usage_error(tmp_path):
     assert result.exit_code == 2
     assert "Invalid value for --host: 'nowhere.invalid' is not a name or address" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_control_character_in_the_csv_is_a_row_error_naming_the_column(run, session, tmp_path):
+    make_journey(session)
+    session.commit()
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"email,name,journey\nada@example.com,Ada\x00 Lovelace,giving-feedback\n")
+
+    result = run("import", str(path))
+
+    assert result.exit_code == 1
+    assert f"{path}: row 2: name: contains a control character (U+0000)" in result.output
+    assert "unexpected error" not in result.output
+
+
+def test_a_database_error_prints_no_statement_or_values(
+    run, session, engine, monkeypatch, tmp_path
+):
+    from sqlalchemy import insert
+
+    from nudger.models import Person
+
+    make_person(session, "ada@example.com")
+    session.commit()
+
+    def refused(*args, **kwargs):
+        row = dict(email="ada@example.com", name="Secret Name", timezone="UTC", country="GB",
+                   created_at=utcnow(), updated_at=utcnow())  # fmt: skip
+        with engine.begin() as conn:
+            conn.execute(insert(Person.__table__), row)  # the email is taken: IntegrityError
+
+    monkeypatch.setattr("nudger.roster.import_roster", refused)
+    path = tmp_path / "learners.csv"
+    path.write_text("email,name,journey\nada@example.com,Ada,giving-feedback\n")
+
+    result = run("import", str(path))
+
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: database error: the database refused the change (run with -v for details)\n"
+    )

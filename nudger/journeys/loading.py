@@ -1,5 +1,6 @@
 """Read journey files (`journeys/*.yaml`) into specs, with a file and line for every problem."""
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from os import PathLike
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from nudger.journeys.spec import JourneySpec, Loc
+from nudger.text import escape_controls
 
 
 @dataclass(frozen=True)
@@ -35,21 +37,83 @@ class JourneyError(Exception):
         super().__init__("\n".join(map(str, problems)))
 
 
+# A journey is four levels deep (steps[0].title); anything far deeper is not a journey, and
+# would exhaust the composer's recursion.
+MAX_DEPTH = 20
+# `!!str 10:00` keeps a value text; other tags build bytes, sets or dates no journey field takes.
+_TAGS = (None, "!", "tag:yaml.org,2002:str")
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML that a journey file may not use."""
+
+
 class _Loader(yaml.SafeLoader):
-    """A SafeLoader for YAML as people write it: `at: 10:00` and `on: mon` stay strings."""
+    """A SafeLoader for journey files: plain YAML as people write it, and nothing more.
+
+    `at: 10:00` and `on: mon` stay strings. Anchors and aliases are refused: journey files
+    need neither, and a few lines of nested aliases (a "billion laughs") expand into
+    gigabytes. A value YAML cannot build (`2027-02-30`, `0b_`) stays text for the checks
+    to report at its field.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            problem = f"aliases (*{event.anchor}) are not allowed in journey files"
+            raise _Refused(None, None, problem, event.start_mark)
+        if isinstance(event, yaml.NodeEvent) and event.anchor is not None:
+            problem = f"anchors (&{event.anchor}) are not allowed in journey files"
+            raise _Refused(None, None, problem, event.start_mark)
+        tag = getattr(event, "tag", None)
+        if tag not in _TAGS:
+            problem = f"tags ({tag}) are not allowed in journey files"
+            raise _Refused(None, None, problem, event.start_mark)
+        if self._depth >= MAX_DEPTH:
+            problem = f"nested more than {MAX_DEPTH} levels deep"
+            raise _Refused(None, None, problem, event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> Any:
+        value = self.construct_scalar(node)
         # YAML 1.1 reads 10:00 as the base-60 integer 600.
-        return node.value if ":" in node.value else super().construct_yaml_int(node)
+        if ":" in value:
+            return value
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # 0b_, or more digits than Python converts
+            return value
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_float(node)
+        except ValueError:
+            return self.construct_scalar(node)
 
     def construct_yaml_bool(self, node: yaml.ScalarNode) -> Any:
         # YAML 1.1 reads on/off/yes/no as booleans, which would turn the digest's `on:` into True.
-        value = node.value.lower()
-        return value == "true" if value in ("true", "false") else node.value
+        value = self.construct_scalar(node)
+        return value.lower() == "true" if value.lower() in ("true", "false") else value
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:  # 2027-02-30 has a date's shape but is no date
+            return self.construct_scalar(node)
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _Loader.construct_yaml_float)
 _Loader.add_constructor("tag:yaml.org,2002:bool", _Loader.construct_yaml_bool)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
 
 # Pydantic's wording, put the way the other messages are; anything else keeps pydantic's text.
 _MESSAGES = {
@@ -61,6 +125,7 @@ _MESSAGES = {
     "int_type": "must be a whole number",
     "int_parsing": "must be a whole number",
     "int_from_float": "must be a whole number",
+    "int_parsing_size": "is too big a number",
     "bool_parsing": "must be true or false",
     "bool_type": "must be true or false",
     "greater_than": "must be greater than {gt}",
@@ -68,7 +133,6 @@ _MESSAGES = {
     "list_type": "must be a list",
     "dict_type": "must be a mapping of fields",
     "model_type": "must be a mapping of fields",
-    "value_error": "{error}",
 }
 
 
@@ -91,7 +155,9 @@ def _field(loc: Loc) -> str:
     """Spell a location as a person would look for it: steps[2].kind."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+        # A key spelt with control characters (ESC) must not reach the terminal as they are.
+        name = escape_controls(str(part))
+        text += f"[{part}]" if isinstance(part, int) else f".{name}" if text else name
     return text
 
 
@@ -100,35 +166,61 @@ def _message(error: ErrorDetails) -> str:
     if error["type"] == "literal_error":
         choices = error["ctx"]["expected"].replace("'", "")
         return f"must be one of {choices}, not {error['input']!r}"
+    ctx = error.get("ctx", {})
+    if error["type"] == "value_error":
+        # Our validators raise ValueError("must ..."); others (an email address) word their own.
+        return str(ctx["error"]) if "error" in ctx else error["msg"].removeprefix("value ")
     template = _MESSAGES.get(error["type"])
-    return template.format(**error.get("ctx", {})) if template else error["msg"]
+    try:
+        return template.format(**ctx) if template else error["msg"]
+    except (KeyError, IndexError):  # a context without the value the template names
+        return error["msg"]
 
 
 _NEEDS = "slug, title, goal and steps"
+_LINE_SEPARATOR = re.compile("[\x85\u2028\u2029]")
 
 
 def _read(path: Path) -> tuple[JourneySpec, dict[Loc, int]]:
     """Parse and validate one file, returning the spec and the line of each location."""
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise JourneyError([Problem(name, None, "", f"cannot read it: {exc.strerror}")]) from exc
-    except UnicodeDecodeError as exc:
-        raise JourneyError([Problem(name, None, "", "is not UTF-8 text")]) from exc
-    loader = _Loader(text)
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise JourneyError([Problem(name, line, "", "is not UTF-8 text")]) from exc
+    # YAML also ends lines at a lone CR, U+0085, U+2028 and U+2029, where editors may not:
+    # one line break keeps every line number the one an editor shows.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if found := _LINE_SEPARATOR.search(text):
+        line = text.count("\n", 0, found.start()) + 1
+        message = f"invalid YAML: the character U+{ord(found[0]):04X} is not allowed"
+        raise JourneyError([Problem(name, line, "", message)])
+    loader = None
+    try:
+        loader = _Loader(text)
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        reason = "; ".join(part for part in (exc.context, exc.problem) if part)
+        # A tag may spell any character with %XX; its message must not act on a terminal.
+        reason = escape_controls("; ".join(part for part in (exc.context, exc.problem) if part))
         line = mark.line + 1 if mark else None
-        raise JourneyError([Problem(name, line, "", f"invalid YAML: {reason}")]) from exc
+        prefix = "" if isinstance(exc, _Refused) else "invalid YAML: "
+        raise JourneyError([Problem(name, line, "", prefix + reason)]) from exc
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses, such as NUL
+        line = text.count("\n", 0, exc.position) + 1
+        message = f"invalid YAML: the character U+{exc.character:04X} is not allowed"
+        raise JourneyError([Problem(name, line, "", message)]) from exc
     except yaml.YAMLError as exc:
         raise JourneyError([Problem(name, None, "", f"invalid YAML: {exc}")]) from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         raise JourneyError([Problem(name, None, "", "is empty; a journey needs " + _NEEDS)])
     if not isinstance(data, dict):

@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from nudger.text import CONTROL, control_character
+
 Kind = Literal[
     "read", "discuss", "elearning", "experiment", "practice", "feedback",
     "reflect", "workshop", "video", "quiz", "assignment", "other",
@@ -74,15 +76,37 @@ def _local_minute(value: object) -> object:
     raise ValueError('must be a local date and time without a time zone, like "2027-02-10T14:00"')
 
 
+def _one_line(value: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise ValueError("must be one line")
+    if code := control_character(value):
+        raise ValueError(f"must not contain control characters (found {code})")
+    return value
+
+
+def _prose(value: str) -> str:
+    if code := control_character(value, "\t\n"):
+        raise ValueError(f"must not contain control characters (found {code})")
+    return value
+
+
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", value):
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or re.search(r"\s", value)
+        or CONTROL.search(value)
+    ):
         raise ValueError("must be an http:// or https:// URL")
     return value
 
 
 Slug = Annotated[str, AfterValidator(_slug)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(_one_line)
+]
+Prose = Annotated[str, AfterValidator(_prose)]  # Markdown: lines and tabs allowed
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Clock = Annotated[
     time,
@@ -144,7 +168,7 @@ class StepSpec(_Spec):
     title: Text
     minutes: int | None = Field(None, gt=0)
     link: HttpUrl | None = None
-    body: str | None = None
+    body: Prose | None = None
     due_after: int | None = Field(None, ge=0)
     confirmed_by: Literal["manager"] | None = None
     at: LocalMinute | None = None
@@ -189,7 +213,7 @@ class JourneySpec(_Spec):
     slug: Slug
     title: Text
     owner: EmailStr | None = None
-    summary: str | None = None
+    summary: Prose | None = None
     goal: list[Text] = Field(min_length=1)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     steps: list[StepSpec] = Field(min_length=1)
@@ -246,5 +270,3 @@ class JourneySpec(_Spec):
         """Return a stable hash of the normalised spec, to notice edits to its file."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
-
-

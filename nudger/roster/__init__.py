@@ -12,6 +12,7 @@ writing), `result` (RowError, ImportResult) and `error_csv`.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from datetime import datetime
 from pathlib import Path
 
@@ -58,11 +59,13 @@ def import_roster(
         read_rows(reader, raw, digest, bool(default_slug))
     result = ImportResult(rows=reader.rows, dry_run=dry_run)
     plan = WritePlan()
-    if reader.people:
+    if reader.people or reader.rejected:
         conn = session.connection()
-        known = KnownPeople(
-            conn, [*reader.people, *(reader.managers.keys() - reader.people.keys())]
+        stated = (manager for _, manager in reader.rejected.values() if manager)
+        named = dict.fromkeys(
+            itertools.chain(reader.people, reader.rejected, reader.managers, stated)
         )
+        known = KnownPeople(conn, named)
         check_loops(reader, known)
         person_ids = [known.by_email[e].id for e in reader.people if e in known.by_email]
         journey_ids = {p.journey.journey_id for p in reader.pairs.values()}

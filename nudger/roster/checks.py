@@ -6,7 +6,9 @@ once the people already in the database are known.
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
@@ -20,6 +22,7 @@ from nudger.calendar import is_valid_country, is_valid_timezone
 from nudger.models import Person
 from nudger.roster.result import RowError
 from nudger.schedule import JourneyPlan
+from nudger.text import CONTROL, control_character, escape_controls
 
 if TYPE_CHECKING:
     from nudger.roster.known import KnownPeople
@@ -98,6 +101,9 @@ class RowChecker:
         self.people: dict[str, PersonRow] = {}
         self.pairs: dict[tuple[str, int], EnrolmentRow] = {}
         self.managers: dict[str, tuple[int, str]] = {}  # email -> (first row, manager_name)
+        # People whose row had an error, by email: (row, manager_email or ""). They are still
+        # in the file, and the manager they name may close a loop worth reporting too.
+        self.rejected: dict[str, tuple[int, str]] = {}
         self.errors: list[RowError] = []
         self.warnings: list[RowError] = []
         # Managers, countries and dates repeat down a roster: check each value once.
@@ -108,17 +114,20 @@ class RowChecker:
     def error(self, row: int, column: str, value: str, message: str) -> None:
         self.errors.append(RowError(row, column, value, message))
 
-    def add(self, row: int, cells: dict[str, str]) -> None:
+    def add(self, row: int, given: dict[str, str]) -> None:
         """Check one data row and merge it into the records if it is sound."""
         self.rows += 1
         before = len(self.errors)
+        cells: Mapping[str, str | None] = given  # None: a cell already reported
+        if CONTROL.search("".join(given.values())):
+            cells = self._without_controls(row, given)
         email = self._email(row, cells.get("email", ""))
         name = cells.get("name") or " ".join(
             filter(None, (cells.get("first_name"), cells.get("last_name")))
         )
-        if not name:
+        if not name and None not in (cells.get(c, "") for c in ("name", "first_name", "last_name")):
             self.error(row, "name", "", "no name: fill in name, or first_name and last_name")
-        manager_name = cells.get("manager_name", "")
+        manager_name = cells.get("manager_name") or ""
         for column, value in (("name", name), ("manager_name", manager_name)):
             if len(value) > NAME_MAX:
                 self.error(row, column, value, f"longer than {NAME_MAX} characters")
@@ -128,13 +137,28 @@ class RowChecker:
         tz = self._timezone(row, cells.get("timezone", ""))
         country = self._country(row, cells.get("country", ""))
         if len(self.errors) > before or journey is None:
+            if email and email not in self.rejected:
+                self.rejected[email] = (row, manager)
             return
         if manager:
             self._note_manager(row, manager, manager_name)
         new = PersonRow(row, name, tz, row, country, row, manager, row)
         self._merge(row, email, new, journey, start)
 
-    def _email(self, row: int, value: str) -> str:
+    def _without_controls(self, row: int, cells: dict[str, str]) -> dict[str, str | None]:
+        """Report each cell holding a control character; None keeps it out of the other checks."""
+        checked: dict[str, str | None] = {}
+        for column, value in cells.items():
+            code = control_character(value)
+            checked[column] = value if code is None else None
+            if code is not None:
+                message = f"contains a control character ({code}): remove it"
+                self.error(row, column, escape_controls(value), message)
+        return checked
+
+    def _email(self, row: int, value: str | None) -> str:
+        if value is None:
+            return ""
         if not value:
             self.error(row, "email", "", "no email address")
             return ""
@@ -144,7 +168,7 @@ class RowChecker:
             self.error(row, "email", value, f"not a valid email address: {exc}")
             return ""
 
-    def _manager(self, row: int, value: str, email: str) -> str:
+    def _manager(self, row: int, value: str | None, email: str) -> str:
         if not value:
             return ""
         if value not in self._manager_emails:
@@ -161,7 +185,9 @@ class RowChecker:
             return ""
         return found
 
-    def _journey(self, row: int, value: str) -> JourneyPlan | None:
+    def _journey(self, row: int, value: str | None) -> JourneyPlan | None:
+        if value is None:
+            return None
         slug = value.lower() or self.default_slug
         if not slug:
             self.error(row, "journey", "", "no journey: fill in the journey's slug")
@@ -171,7 +197,7 @@ class RowChecker:
             self.error(row, "journey", value, unknown_journey(slug, self.journeys))
         return journey
 
-    def _date(self, row: int, value: str) -> date | None:
+    def _date(self, row: int, value: str | None) -> date | None:
         if not value:
             return None
         if value not in self._dates and _DATE.fullmatch(value):
@@ -182,7 +208,7 @@ class RowChecker:
             return None
         return self._dates[value]
 
-    def _timezone(self, row: int, value: str) -> str:
+    def _timezone(self, row: int, value: str | None) -> str:
         if not value:
             return ""
         name = _zone_names().get(value.lower(), "")
@@ -191,7 +217,7 @@ class RowChecker:
             self.error(row, "timezone", value, message)
         return name
 
-    def _country(self, row: int, value: str) -> str:
+    def _country(self, row: int, value: str | None) -> str:
         if value and value not in self._countries:
             known = is_valid_country(value) and len(value) <= COUNTRY_MAX
             self._countries[value] = value.upper() if known else ""
@@ -259,15 +285,26 @@ def _fill_blanks(old: PersonRow, new: PersonRow) -> None:
 
 
 def check_loops(reader: RowChecker, known: KnownPeople) -> None:
-    """Report each manager loop at the rows whose manager_email helps close it."""
+    """Report each manager loop at the rows whose manager_email helps close it.
+
+    Rows rejected for another reason still count: the file says who manages whom.
+    """
+
+    def stated(email: str) -> tuple[int, str] | None:
+        """Return (row, manager) as the file gives them, or None if it names no manager."""
+        person = reader.people.get(email)
+        if person is not None and person.manager:
+            return person.manager_row, person.manager
+        row, manager = reader.rejected.get(email, (0, ""))
+        return (row, manager) if manager else None
 
     def manager_of(email: str) -> str:
-        person = reader.people.get(email)
-        return person.manager if person and person.manager else known.manager_email(email)
+        found = stated(email)
+        return found[1] if found else known.manager_email(email)
 
     done: set[str] = set()
-    for start, person in reader.people.items():
-        if not person.manager or start in done:
+    for start in itertools.chain(reader.people, reader.rejected):
+        if start in done or stated(start) is None:
             continue
         path, on_path, node = [], set(), start
         while node and node not in done and node not in on_path:
@@ -277,9 +314,8 @@ def check_loops(reader: RowChecker, known: KnownPeople) -> None:
         if node in on_path:
             loop = path[path.index(node) :]
             for i, email in enumerate(loop):
-                culprit = reader.people.get(email)
-                if culprit is not None and culprit.manager:
+                found = stated(email)
+                if found is not None:
                     chain = " → ".join([*loop[i:], *loop[: i + 1]])
-                    message = f"manager loop: {chain}"
-                    reader.error(culprit.manager_row, "manager_email", culprit.manager, message)
+                    reader.error(found[0], "manager_email", found[1], f"manager loop: {chain}")
         done.update(path)

@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 
 from nudger.roster.checks import RowChecker
 from nudger.roster.result import RowError
+from nudger.text import control_character, escape_controls
 
 Source = str | Path | bytes | BinaryIO  # a str is a path, as with open()
 COLUMNS = ("email", "name", "first_name", "last_name", "manager_email", "manager_name",
@@ -72,6 +73,10 @@ def _header(cells: list[str], default_journey: bool) -> tuple[dict[str, int], li
     index: dict[str, int] = {}
     errors, warnings = [], []
     for i, raw in enumerate(cells):
+        if code := control_character(raw):
+            message = f"a column name contains a control character ({code}): remove it"
+            errors.append(RowError(1, escape_controls(raw.strip()), "", message))
+            continue
         key = _HEADER_NOISE.sub("", raw).lower()
         if not key:
             continue  # a trailing separator makes a nameless, empty column

@@ -247,10 +247,10 @@ def run_upload(
                 now=now,
                 actor=upload.actor,
             )
-    except Exception as exc:
+    except Exception:
         upload.state, upload.phase = "failed", ""
-        reason = type(exc).__name__
-        upload.error = f"the import stopped unexpectedly ({reason}); nothing was written"
+        # The page shows this; the exception (its SQL and the file's values) goes to the log.
+        upload.error = "the import stopped unexpectedly; nothing was written"
         store.save(upload)
         raise  # RQ (or the web error page) records the details
     store.save_result(upload, "preview" if dry_run else "commit", result)

@@ -111,6 +111,8 @@ def plan_writes(
     for email, (first_row, name) in reader.managers.items():
         if email not in reader.people and email not in known.by_email:
             plan.new_people[email] = (name, zone, country, "")
+            if email in reader.rejected:
+                continue  # in the file, on a row with an error: nothing will be written
             named = f"named {name!r}" if name else "with no name"
             message = f"manager not in the file: added as a person {named}"
             reader.warnings.append(RowError(first_row, "manager_email", email, message))

@@ -1,6 +1,8 @@
 """Reading and validating journey files."""
 
 import json
+import time as time_module
+import tracemalloc
 from datetime import datetime, time
 from pathlib import Path
 from textwrap import dedent
@@ -339,3 +341,175 @@ def test_problems_of_every_file_are_collected(tmp_path):
         load_journeys([good, bad, worse])
 
     assert [p.file for p in caught.value.problems] == [str(bad), str(worse)]
+
+
+# --- files written to harm: each is refused at its line, quickly and in little memory
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """Return a YAML bomb: each level's list names the previous level nine times."""
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for n in range(1, levels):
+        lines.append(f"a{n}: &a{n} [{','.join([f'*a{n - 1}'] * 9)}]")
+    return "\n".join(["slug: bomb", *lines, ""])
+
+
+def test_a_yaml_bomb_is_refused_at_its_first_anchor_in_little_time_and_memory(tmp_path):
+    path = write(tmp_path, billion_laughs())
+    tracemalloc.start()
+    started = time_module.perf_counter()
+    try:
+        [problem] = problems_of(path)
+    finally:
+        elapsed = time_module.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+
+    assert (problem.file, problem.line) == (str(path), 2)
+    assert problem.message == "anchors (&a0) are not allowed in journey files"
+    # Expanding it takes gigabytes and minutes; refusing it, well under a megabyte and a second.
+    assert peak < 5_000_000
+    assert elapsed < 1
+
+
+def test_a_recursive_alias_is_refused_with_its_line(tmp_path):
+    text = MINIMAL.replace("goal:\n  - Does one thing\n", "goal: &goal [*goal]\n")
+    [problem] = problems_of(write(tmp_path, text))
+
+    assert problem.line == line_of(text, "goal:")
+    assert "anchors (&goal)" in problem.message
+
+
+def test_an_alias_is_refused_with_its_line(tmp_path):
+    text = MINIMAL.replace("title: Read the first thing", "title: *heading")
+    [problem] = problems_of(write(tmp_path, text))
+
+    assert problem.line == line_of(text, "*heading")
+    assert problem.message == "aliases (*heading) are not allowed in journey files"
+
+
+@pytest.mark.parametrize("value", ["!!binary AAAA", "!!timestamp soon", "!!float ten", "!foo x"])
+def test_a_tag_is_refused_with_its_line(tmp_path, value):
+    text = MINIMAL.replace("title: A tiny journey", f"title: {value}")
+    [problem] = problems_of(write(tmp_path, text))
+
+    assert problem.line == line_of(text, "title:")
+    assert problem.message.startswith("tags (")
+
+
+def test_a_str_tag_keeps_a_value_text(tmp_path):
+    text = MINIMAL.replace("title: A tiny journey", "title: !!str 10:00")
+
+    assert load_journey(write(tmp_path, text)).title == "10:00"
+
+
+def test_deep_nesting_is_refused_with_its_line(tmp_path):
+    text = MINIMAL + "summary: " + "[" * 5000 + "]" * 5000 + "\n"
+    [problem] = problems_of(write(tmp_path, text))
+
+    assert problem.line == line_of(text, "summary:")
+    assert problem.message == "nested more than 20 levels deep"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("day: 0", "day: 0b_", "steps[0].day"),  # YAML's binary-number shape, with no digits
+        ("day: 0", "day: " + "9" * 5000, "steps[0].day"),  # beyond Python's int() limit
+        ("day: 0", "day: 2027-02-30", "steps[0].day"),  # a date's shape, no such date
+        ("day: 0", "day: 2027-02-30 10:00:00", "steps[0].day"),
+    ],
+)
+def test_a_value_yaml_cannot_build_is_reported_at_its_field(tmp_path, old, new, field):
+    text = MINIMAL.replace(old, new)
+    problems = problems_of(write(tmp_path, text))
+
+    assert [(p.line, p.field) for p in problems] == [(line_of(text, new[:10]), field)]
+    assert problems[0].message in ("must be a whole number", "is too big a number")
+
+
+def test_an_owner_that_is_not_an_email_address_is_reported_at_its_line(tmp_path):
+    text = MINIMAL.replace("goal:", "owner: not-an-email\ngoal:")
+    path = write(tmp_path, text)
+    [problem] = problems_of(path)
+
+    assert (problem.line, problem.field) == (line_of(text, "owner:"), "owner")
+    assert str(problem) == (
+        f"{path}:3: owner: is not a valid email address: An email address must have an @-sign."
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "says"),
+    [
+        ("title: A tiny journey", r'title: "A tiny\u0000journey"', "title", "U+0000"),
+        ("title: Read the first thing", r'title: "Read\e[2J it"', "steps[0].title", "U+001B"),
+        ("title: Read the first thing", r'title: "Read\nit"', "steps[0].title", "one line"),
+        ("  - Does one thing", r'  - "Does\x07 one thing"', "goal[0]", "U+0007"),
+        ("    day: 0", '    day: 0\n    body: "Line one\\n\\u0085next"', "steps[0].body", "U+0085"),
+        ("    day: 0", '    day: 0\n    link: "https://example.com/\\0"', "steps[0].link", "URL"),
+        ("  - Does one thing", '  - Does one thing\nsummary: "a\\x7fb"', "summary", "U+007F"),
+    ],
+)
+def test_control_characters_in_text_are_reported_at_their_field(tmp_path, old, new, field, says):
+    text = MINIMAL.replace(old, new)
+    [problem] = problems_of(write(tmp_path, text))
+
+    assert (problem.line, problem.field) == (line_of(text, new.split("\n")[-1][:12]), field)
+    assert says in problem.message
+
+
+def test_tabs_and_new_lines_in_a_body_are_fine(tmp_path):
+    text = MINIMAL + '    body: "Line one\\n\\tindented"\n'
+
+    assert load_journey(write(tmp_path, text)).steps[0].body == "Line one\n\tindented"
+
+
+def test_a_character_yaml_refuses_is_reported_at_its_line(tmp_path):
+    text = MINIMAL.replace("Read the first thing", "Read the\x00 first thing")
+    [problem] = problems_of(write(tmp_path, text))
+
+    assert problem.line == line_of(text, "Read the")
+    assert problem.message == "invalid YAML: the character U+0000 is not allowed"
+
+
+def test_a_byte_that_is_not_utf8_is_reported_at_its_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(MINIMAL.replace("one thing", "une chose déjà").encode("latin-1"))
+    [problem] = problems_of(path)
+
+    assert (problem.line, problem.message) == (4, "is not UTF-8 text")
+
+
+def test_a_key_with_control_characters_is_shown_escaped(tmp_path):
+    text = MINIMAL + '"\\e[31mred": 1\n'
+    [problem] = problems_of(write(tmp_path, text))
+
+    assert problem.field == "\\x1b[31mred"
+    assert "\x1b" not in str(problem)
+
+
+@pytest.mark.parametrize("separator", ["\x85", "\u2028", "\u2029"])
+def test_a_unicode_line_separator_is_refused_at_the_line_an_editor_shows(tmp_path, separator):
+    # YAML ends a line there and would count every later line one too many.
+    text = MINIMAL.replace("A tiny journey", f"A tiny{separator}journey")
+    [problem] = problems_of(write(tmp_path, text))
+
+    assert problem.line == line_of(text, "title:")
+    assert problem.message == f"invalid YAML: the character U+{ord(separator):04X} is not allowed"
+
+
+def test_lines_ended_by_a_lone_cr_are_counted_as_lines(tmp_path):
+    text = MINIMAL.replace("kind: read", "kind: lecture")
+    path = tmp_path / "mac.yaml"
+    path.write_bytes(text.replace("\n", "\r").encode())
+    [problem] = problems_of(path)
+
+    assert (problem.line, problem.field) == (line_of(text, "kind:"), "steps[0].kind")
+
+
+def test_a_tag_spelling_control_characters_is_shown_escaped(tmp_path):
+    text = MINIMAL.replace("title: A tiny journey", "title: !%1b[2J x")
+    [problem] = problems_of(write(tmp_path, text))
+
+    assert problem.message == "tags (!\\x1b[2J) are not allowed in journey files"

@@ -209,6 +209,54 @@ def test_reports_a_bad_cell_at_its_row_and_column(run, session, row, field, says
     assert nothing_written(session)
 
 
+@pytest.mark.parametrize(
+    ("row", "field", "code"),
+    [
+        ("ada@example.com,Ada\x00 Lovelace,,giving-feedback", "name", "U+0000"),
+        ("ada@exam\x00ple.com,Ada,,giving-feedback", "email", "U+0000"),
+        ("ada@example.com,Ada,grace@example.com\x1b,giving-feedback", "manager_email", "U+001B"),
+        ("ada@example.com,Ada,,giving-feedback\x7f", "journey", "U+007F"),
+        ("ada@example.com,Ada,,giving-feedback,2027-03-0\x08", "start_date", "U+0008"),
+        ("ada@example.com,Ada,,giving-feedback,,Europe/\x85London", "timezone", "U+0085"),
+        ("ada@example.com,Ada,,giving-feedback,,,G\x00B", "country", "U+0000"),
+        ('ada@example.com,"Ada\nLovelace",,giving-feedback', "name", "U+000A"),
+        ('ada@example.com,"Ada\rLovelace",,giving-feedback', "name", "U+000D"),
+    ],
+)
+def test_rejects_a_control_character_in_a_cell_naming_its_column(run, session, row, field, code):
+    result = run(roster(row))
+
+    assert where(result) == [(2, field)]  # one error for the cell, not another for its value
+    assert result.errors[0].message == f"contains a control character ({code}): remove it"
+    assert "\x00" not in result.errors[0].value
+    assert nothing_written(session)
+
+
+def test_rejects_control_characters_in_first_and_last_name_columns(run, session):
+    data = "email,first_name,last_name,manager_name,journey\n"
+    data += "ada@example.com,Ada\x00,Love\x01lace,Grace\x02,giving-feedback\n"
+
+    result = run(data.encode())
+
+    assert where(result) == [(2, "first_name"), (2, "last_name"), (2, "manager_name")]
+    assert nothing_written(session)
+
+
+def test_keeps_a_tab_inside_a_cell(run, session):
+    result = run(roster("ada@example.com,Ada\tLovelace,,giving-feedback"))
+
+    assert result.ok, result.errors
+    assert person(session, "ada@example.com").name == "Ada\tLovelace"
+
+
+def test_rejects_a_control_character_in_a_column_name(run, session):
+    result = run(b"email,na\x1bme,journey\nada@example.com,Ada,giving-feedback\n")
+
+    assert (result.errors[0].row, result.errors[0].field) == (1, "na\\x1bme")
+    assert "control character (U+001B)" in result.errors[0].message
+    assert nothing_written(session)
+
+
 def test_reports_an_unknown_journey_with_the_known_slugs(run, session):
     make_journey(session, slug="coaching")
 
@@ -281,6 +329,44 @@ def test_reports_a_manager_loop_in_the_file(run, session):
     assert where(result) == [(2, "manager_email"), (3, "manager_email"), (4, "manager_email")]
     assert "manager loop" in result.errors[0].message
     assert nothing_written(session)
+
+
+def test_reports_a_manager_loop_whose_other_row_has_an_unrelated_error(run, session):
+    result = run(
+        roster(
+            "ada@example.com,Ada,bob@example.com,giving-feedback",
+            "bob@example.com,Bob,ada@example.com,no-such-journey",
+        )
+    )
+
+    assert where(result) == [(2, "manager_email"), (3, "journey"), (3, "manager_email")]
+    assert "manager loop: ada@example.com → bob@example.com" in result.errors[0].message
+    assert not any("not in the file" in w.message for w in result.warnings)
+    assert nothing_written(session)
+
+
+def test_reports_a_manager_loop_among_rows_that_all_have_other_errors(run, session):
+    result = run(
+        roster(
+            "ada@example.com,Ada,bob@example.com,giving-feedback,,Mars/Olympus",
+            "bob@example.com,Bob,ada@example.com,giving-feedback,,,XX",
+        )
+    )
+
+    assert where(result) == [
+        (2, "timezone"), (2, "manager_email"), (3, "country"), (3, "manager_email"),
+    ]  # fmt: skip
+    assert nothing_written(session)
+
+
+def test_reports_a_loop_through_the_database_from_a_row_with_another_error(run, session):
+    ada = make_person(session, "ada@example.com", "Ada")
+    make_person(session, "bob@example.com", "Bob", manager=ada)
+
+    result = run(roster("ada@example.com,Ada,bob@example.com,no-such-journey"))
+
+    assert where(result) == [(2, "journey"), (2, "manager_email")]
+    assert "manager loop" in result.errors[1].message
 
 
 def test_reports_a_manager_loop_through_the_database(run, session):

@@ -29,7 +29,7 @@ MESSY = (
     "not-an-email;Bob;Smith;;giving-feedback;2030-03-04;;\r\n"
     "carol@example.com;Carol;;;no-such-journey;2030-03-04;;\r\n"
     "dan@example.com;Dan;Brown;dan@example.com;giving-feedback;04/03/2030;Mars/Olympus;ZZ\r\n"
-    "=HYPERLINK(\"http://evil\");Eve;;;giving-feedback;;;\r\n"
+    '=HYPERLINK("http://evil");Eve;;;giving-feedback;;;\r\n'
     "\r\n"
 ).encode()
 FIXED = (
@@ -241,3 +241,35 @@ def test_a_job_that_died_shows_that_nothing_was_written(console, settings, monke
     assert "The import did not finish" in page
     assert "stopped before it finished; nothing was written" in page
     assert "Check the file again" in page
+
+
+def test_a_nul_byte_is_a_row_error_in_the_preview_and_the_file_cannot_be_enrolled(
+    console, settings, session
+):
+    data = FIXED.replace(b"Bob;Smith", b"Bob\x00;Smith")
+    page = upload(console, data)
+    [error] = stored(settings, page)["errors"]
+    assert (error["row"], error["field"]) == (3, "first_name")
+    assert "control character (U+0000)" in page.get_data(as_text=True)
+    uid = upload_id(page)
+    response = console.get(post(console, f"/admin/upload/{uid}/commit").headers["Location"])
+    assert "can&#39;t be enrolled as it is" in response.get_data(as_text=True)
+    assert count(session, Person) == count(session, Enrolment) == 0
+
+
+def test_an_import_that_fails_names_no_internal_error(console, settings, engine, monkeypatch):
+    from sqlalchemy.exc import DataError
+
+    def refused(*args, **kwargs):
+        raise DataError("INSERT INTO person (name) VALUES (%(name)s)", {"name": "Ada"}, None)
+
+    uid = upload_id(upload(console, FIXED))
+    monkeypatch.setattr(imports_job, "import_roster", refused)
+    with pytest.raises(DataError):
+        imports_job.run_upload(
+            settings, engine, imports_job.UploadStore(settings.instance_path),
+            uid, False, utcnow(),
+        )  # fmt: skip
+    page = console.get(f"/admin/upload/{uid}").get_data(as_text=True)
+    assert "The import stopped unexpectedly; nothing was written." in page
+    assert "dataerror" not in page.lower() and "insert" not in page.lower()
