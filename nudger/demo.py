@@ -1,9 +1,10 @@
 """`nudger demo`: the whole product in one process on the embedded default.
 
 It loads the example journeys and learners, replays the last two weeks at
-half-hour ticks (some learners keep up, some fall behind), sends everything
-into the captured outbox, then serves the web app and keeps ticking every
-minute, as the clock would.
+half-hour ticks (some learners keep up, some fall behind), sending each
+tick's mail as of that tick into the captured outbox, then serves the web
+app and keeps ticking every minute, as the clock would, with an RQ worker
+in a thread sending what each tick enqueues.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from datetime import datetime, timedelta
 
 import click
+from rq import SimpleWorker
+from rq.timeouts import TimerDeathPenalty
 from sqlmodel import Session, select
 
 from nudger.config import ROOT, Settings, load_settings
@@ -52,7 +55,12 @@ def keeps_up(email: str, step_key: str) -> bool:
 
 
 def replay_history(settings: Settings, start: datetime, end: datetime) -> None:
-    """Tick through the past fortnight, completing steps for the learners who keep up."""
+    """Tick through the past fortnight, completing steps for the learners who keep up.
+
+    Each tick's mail is sent at that tick's time, before anyone acts on it, so
+    every email says what it would have said then (the steps open then, the
+    date then) and the outbox shows when it went.
+    """
     from nudger.models import Enrolment as E
     from nudger.models import EnrolmentStep, Person, Step
     from nudger.progress import complete_step
@@ -63,6 +71,7 @@ def replay_history(settings: Settings, start: datetime, end: datetime) -> None:
     with Session(engine, expire_on_commit=False) as session:
         while now <= end:
             tick(session, settings, now, enqueue=False)
+            send_due(engine, settings, now)
             # Learners who keep up finish a step about a day after it arrives.
             open_steps = session.exec(
                 select(EnrolmentStep, Step.key, Person.email)
@@ -79,9 +88,41 @@ def replay_history(settings: Settings, start: datetime, end: datetime) -> None:
             now += STEP
 
 
+def send_due(engine, settings: Settings, now: datetime) -> None:
+    """Send the outbox rows due at `now` as the worker would have sent them then."""
+    from nudger.models import Outbox
+    from nudger.outbox.sending import send_batch
+
+    with Session(engine) as session:
+        ids = session.exec(
+            select(Outbox.id)
+            .where(Outbox.state == "pending", Outbox.next_attempt_at <= now)
+            .order_by(Outbox.id)
+        ).all()
+    for first in range(0, len(ids), settings.batch_size):
+        send_batch(engine, settings, list(ids[first : first + settings.batch_size]), now=now)
+
+
+class DemoWorker(SimpleWorker):
+    """An RQ worker in a thread of the demo: registered, so the console counts it.
+
+    Signals belong to the main thread (Ctrl-C stops the demo), and job
+    timeouts use a timer instead of SIGALRM, which only the main thread gets.
+    """
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        """Ask the worker to stop, and wake it: it checks between jobs, not while it waits."""
+        self._stop_requested = True
+        self.queues[0].enqueue("builtins.len", ())
+
+
 def run_demo(host: str, port: int) -> None:
     """Set up the demo, then serve it until Ctrl-C."""
-    from rq import SimpleWorker
     from werkzeug.serving import make_server
 
     from nudger import create_app
@@ -120,10 +161,11 @@ def run_demo(host: str, port: int) -> None:
     click.echo(f"Replaying the last {HISTORY.days} days for {result.rows} learners ...")
     replay_history(settings, start, real_now)
     with Session(engine, expire_on_commit=False) as session:
-        tick(session, settings, real_now)  # enqueues everything written during the replay
+        tick(session, settings, real_now)  # enqueues anything left from the replay
     conn = redis_connection(settings)
-    worker = SimpleWorker([queue(settings, q) for q in QUEUES], connection=conn)
-    worker.work(burst=True, logging_level="WARNING")
+    worker = DemoWorker([queue(settings, q) for q in QUEUES], connection=conn)
+    working = threading.Thread(target=worker.work, kwargs={"logging_level": "WARNING"}, daemon=True)
+    working.start()
 
     app = create_app(settings)
     server = make_server(host, port, app, threaded=True)
@@ -141,7 +183,6 @@ def run_demo(host: str, port: int) -> None:
             time.sleep(60 - time.time() % 60)
             with Session(engine, expire_on_commit=False) as session:
                 counts = tick(session, settings, utcnow())
-            worker.work(burst=True, logging_level="WARNING")
             sent = {k: v for k, v in counts.items() if v and k != "enrolments"}
             if sent:
                 click.echo(f"{datetime.now():%H:%M} tick: {sent}")
@@ -149,3 +190,5 @@ def run_demo(host: str, port: int) -> None:
         click.echo("Stopping.")
     finally:
         server.shutdown()
+        worker.stop()  # it unregisters, so the console stops counting it at once
+        working.join(timeout=10)

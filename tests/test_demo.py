@@ -1,0 +1,82 @@
+"""The demo's replay: every email as it would have been at its moment."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from email import message_from_bytes
+from email.utils import parsedate_to_datetime
+
+from rq import Worker
+from sqlmodel import select
+
+from nudger.demo import DemoWorker, replay_history
+from nudger.insights import ledger
+from nudger.mail.view import read
+from nudger.models import CapturedMail, Outbox
+from nudger.queue import QUEUES, queue, redis_connection
+from nudger.tick.run import tick
+from tests.factories import make_enrolment, make_journey, make_person
+from workers import jobs
+
+
+def test_replay_sends_each_tick_mail_dated_and_composed_at_that_tick(settings, session, now):
+    journey = make_journey(session)
+    boss = make_person(session, "boss@example.com", "Grace Hopper")
+    learner = make_person(session, "slow.learner@example.com", "Sam Slow", manager=boss)
+    make_enrolment(session, learner, journey, now.date())
+
+    replay_history(settings, now, now + timedelta(days=14))
+
+    mails = session.exec(select(CapturedMail).order_by(CapturedMail.id)).all()
+    sent = {r.message_id: r for r in session.exec(select(Outbox))}
+    assert {m.kind for m in mails} >= {"step", "reminder", "digest"}
+    for mail in mails:
+        date = parsedate_to_datetime(message_from_bytes(mail.raw)["Date"])
+        # Shown at /outbox when it went in the replay, not when the replay ran.
+        assert mail.at == date
+        assert abs(date - sent[mail.message_id].sent_at) < timedelta(seconds=1)
+        assert now <= mail.at <= now + timedelta(days=14)
+    assert len({m.at for m in mails}) > len(mails) // 2
+    # A reminder names only steps that had gone out when it was written.
+    titles = ("Read the one-pager", "Discuss it", "Reflect")
+    reminders = [m for m in mails if m.kind == "reminder"]
+    assert reminders
+    for reminder in reminders:
+        gone_out = {m.subject for m in mails if m.kind == "step" and m.at <= reminder.at}
+        named = {t for t in titles if t in read(reminder.raw).text}
+        assert named and all(any(t in subject for subject in gone_out) for t in named)
+
+
+def test_the_demo_worker_counts_as_running_and_sends_what_the_tick_enqueues(
+    settings, session, now, monkeypatch
+):
+    # The job reads its settings from the environment, as in the demo.
+    monkeypatch.setenv("NUDGER_INSTANCE_PATH", str(settings.instance_path))
+    monkeypatch.setenv("NUDGER_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("NUDGER_REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("NUDGER_SMTP_URL", "outbox:")
+    jobs.runtime.cache_clear()
+    conn = redis_connection(settings)
+    conn.flushdb()
+    journey = make_journey(session)
+    make_enrolment(session, make_person(session), journey, now.date())
+    worker = DemoWorker([queue(settings, q) for q in QUEUES], connection=conn)
+    thread = threading.Thread(target=worker.work, kwargs={"logging_level": "WARNING"})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not Worker.count(connection=conn) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent_at = now + timedelta(hours=2)
+        assert ledger.health(session, settings, sent_at).workers == 1
+        tick(session, settings, sent_at)
+        while not session.exec(select(CapturedMail)).all() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [m.kind for m in session.exec(select(CapturedMail))] == ["step"]
+    finally:
+        worker.stop()
+        thread.join(timeout=15)
+        jobs.runtime.cache_clear()
+    assert not thread.is_alive() and Worker.count(connection=conn) == 0
