@@ -155,6 +155,19 @@ def test_a_manager_who_chose_weekly_hears_on_monday(session, settings):
     ]
 
 
+def test_a_manager_who_stopped_digests_gets_none_and_their_manager_is_told_instead(
+    session, settings
+):
+    _, manager, _ = a_team(session)
+    manager.digest_every = "never"
+    session.commit()
+
+    digests = ticks(session, settings, at(1, 0), at(9, 23))
+
+    # The manager's escalation (Monday 8th) climbs to the skip-level's next digest.
+    assert [(d.to_email, d.created_at) for d in digests] == [("sofia@example.com", at(9, 8))]
+
+
 def test_the_digest_lists_who_is_behind_with_the_team_on_track(session, settings):
     _, manager, _ = a_team(session, learners=3)
     # Two of the three keep up.
