@@ -29,7 +29,7 @@ def set_reminders_muted(
 def set_digest_every(
     session: Session, person: Person, every: str, now: datetime, actor: str
 ) -> bool:
-    """Choose how often a manager's digest comes: "day", "week" or "never". Return True if changed."""
+    """Choose how often a manager's digest comes: day, week or never. Return True if changed."""
     if every not in DIGEST_CHOICES:
         raise ValueError(f"digest frequency must be one of {', '.join(DIGEST_CHOICES)}")
     if person.digest_every == every:

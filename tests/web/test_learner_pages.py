@@ -186,7 +186,7 @@ def test_the_me_page_shows_done_due_overdue_and_coming_up_in_the_learners_zone(
     assert response.status_code == 200
     assert "Overdue (1)" in text
     # Sent Wednesday 3 March, due two working days later: Friday 5 March, local.
-    assert "was due Friday 5 March (1 working day ago)" in text
+    assert "was due Friday 5 March (1 working day overdue)" in text
     assert "Coming up (1)" in text
     # Day 5 from Monday 1 March is Monday 8 March in Auckland (Sunday 7 March in UTC).
     assert "Reflect · arrives Monday 8 March" in text
