@@ -74,10 +74,16 @@ class Rendered:
     html: str
 
 
+def render_subject(kind: str, ctx: dict[str, Any], *, env: Environment | None = None) -> str:
+    """Render only the one-line subject of one email kind."""
+    env = env or environment()
+    return " ".join(env.get_template(f"{kind}.subject.txt").render(ctx).split())
+
+
 def render(kind: str, ctx: dict[str, Any], *, env: Environment | None = None) -> Rendered:
     """Render the subject, text and HTML of one email kind."""
     env = env or environment()
-    subject = " ".join(env.get_template(f"{kind}.subject.txt").render(ctx).split())
+    subject = render_subject(kind, ctx, env=env)
     text = env.get_template(f"{kind}.txt").render(ctx)
     # Templates stay readable with blank lines around blocks; the reader sees at most one.
     text = _BLANK_LINES.sub("\n\n", text).strip() + "\n"
