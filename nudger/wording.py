@@ -20,8 +20,9 @@ _ENGLISH = NullTranslations()
 GLOSSARY = (
     (
         "Overdue",
-        "a step not done by its due time. Counted in the learner's working days after its "
-        "due date: overdue today, then 1 working day overdue, and so on.",
+        "a step not done by its due time. Counted in whole working days of the learner's "
+        "after its due date: less than a working day overdue, then 1 working day overdue, "
+        "and so on.",
     ),
     (
         "Behind",
@@ -66,16 +67,16 @@ def count(num: int, singular: str, plural: str) -> str:
 
 
 def days_overdue(days: int) -> str:
-    """Say how overdue a step is: "overdue today", "1 working day overdue", "3 ... overdue"."""
+    """Say how overdue a step is: "1 working day overdue", "3 working days overdue"."""
     if days <= 0:
-        return gettext("overdue today")
+        return gettext("less than a working day overdue")
     return ngettext("%(num)d working day overdue", "%(num)d working days overdue", days)
 
 
 def behind_by(days: int) -> str:
-    """Say how far behind a learner is: "behind by 2 working days" (0: "behind since today")."""
+    """Say how far behind a learner is: "behind by 2 working days"."""
     if days <= 0:
-        return gettext("behind since today")
+        return gettext("behind by less than a working day")
     return ngettext("behind by %(num)d working day", "behind by %(num)d working days", days)
 
 

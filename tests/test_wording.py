@@ -26,7 +26,7 @@ def test_counts_and_lateness_are_singular_for_one():
     assert wording.ngettext("%(num)d warning", "%(num)d warnings", 0) == "0 warnings"
     assert wording.days_overdue(1) == "1 working day overdue"
     assert wording.days_overdue(3) == "3 working days overdue"
-    assert wording.days_overdue(0) == "overdue today"
+    assert wording.days_overdue(0) == "less than a working day overdue"
     assert wording.behind_by(1) == "behind by 1 working day"
 
 
