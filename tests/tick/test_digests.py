@@ -166,6 +166,9 @@ def test_a_manager_who_stopped_digests_gets_none_and_their_manager_is_told_inste
 
     # The manager's escalation (Monday 8th) climbs to the skip-level's next digest.
     assert [(d.to_email, d.created_at) for d in digests] == [("sofia@example.com", at(9, 8))]
+    text = text_of(sent_message(session, settings, digests[0], at(9, 8)))
+    assert "Their manager has already been told" not in text
+    assert "Their manager has stopped the team digest, so you hear about them instead." in text
 
 
 def test_the_digest_lists_who_is_behind_with_the_team_on_track(session, settings):
