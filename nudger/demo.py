@@ -121,6 +121,18 @@ class DemoWorker(SimpleWorker):
         self.queues[0].enqueue("builtins.len", ())
 
 
+def start_worker(settings: Settings) -> tuple[DemoWorker, threading.Thread]:
+    """Start the demo's RQ worker in a thread; it sends what each tick enqueues."""
+    from nudger.queue import QUEUES, queue, redis_connection
+
+    conn = redis_connection(settings)
+    worker = DemoWorker([queue(settings, q) for q in QUEUES], connection=conn, name="nudger-demo")
+    worker.register_death()  # a demo killed before could not say it stopped
+    working = threading.Thread(target=worker.work, kwargs={"logging_level": "WARNING"}, daemon=True)
+    working.start()
+    return worker, working
+
+
 def run_demo(host: str, port: int) -> None:
     """Set up the demo, then serve it until Ctrl-C."""
     from werkzeug.serving import make_server
@@ -130,7 +142,6 @@ def run_demo(host: str, port: int) -> None:
     from nudger.enrolments.journey_edits import apply_sync
     from nudger.journeys.loading import load_journeys
     from nudger.migrate import upgrade
-    from nudger.queue import QUEUES, queue, redis_connection
     from nudger.roster import import_roster
     from nudger.tick.run import tick
 
@@ -162,10 +173,7 @@ def run_demo(host: str, port: int) -> None:
     replay_history(settings, start, real_now)
     with Session(engine, expire_on_commit=False) as session:
         tick(session, settings, real_now)  # enqueues anything left from the replay
-    conn = redis_connection(settings)
-    worker = DemoWorker([queue(settings, q) for q in QUEUES], connection=conn)
-    working = threading.Thread(target=worker.work, kwargs={"logging_level": "WARNING"}, daemon=True)
-    working.start()
+    worker, working = start_worker(settings)
 
     app = create_app(settings)
     server = make_server(host, port, app, threaded=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import timedelta
 from email import message_from_bytes
@@ -11,11 +10,11 @@ from email.utils import parsedate_to_datetime
 from rq import Worker
 from sqlmodel import select
 
-from nudger.demo import DemoWorker, replay_history
+from nudger.demo import DemoWorker, replay_history, start_worker
 from nudger.insights import ledger
 from nudger.mail.view import read
 from nudger.models import CapturedMail, Outbox
-from nudger.queue import QUEUES, queue, redis_connection
+from nudger.queue import queue, redis_connection
 from nudger.tick.run import tick
 from tests.factories import make_enrolment, make_journey, make_person
 from workers import jobs
@@ -62,9 +61,9 @@ def test_the_demo_worker_counts_as_running_and_sends_what_the_tick_enqueues(
     conn.flushdb()
     journey = make_journey(session)
     make_enrolment(session, make_person(session), journey, now.date())
-    worker = DemoWorker([queue(settings, q) for q in QUEUES], connection=conn)
-    thread = threading.Thread(target=worker.work, kwargs={"logging_level": "WARNING"})
-    thread.start()
+    # A demo killed before left its worker registered: it is not counted twice.
+    DemoWorker(queue(settings), connection=conn, name="nudger-demo").register_birth()
+    worker, thread = start_worker(settings)
     try:
         deadline = time.monotonic() + 10
         while not Worker.count(connection=conn) and time.monotonic() < deadline:
