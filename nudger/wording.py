@@ -20,9 +20,8 @@ _ENGLISH = NullTranslations()
 GLOSSARY = (
     (
         "Overdue",
-        "a step not done by its due time. Counted in whole working days of the learner's "
-        "after its due date: less than a working day overdue, then 1 working day overdue, "
-        "and so on.",
+        "a step not done by its due time, counted in the learner's whole working days since "
+        "its due date: less than a working day overdue, then 1 working day overdue, and so on.",
     ),
     (
         "Behind",
