@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from nudger.config import Settings, load_settings
 from nudger.db import get_engine, utcnow
+from nudger.wording import ngettext
 
 
 class Rejected(click.ClickException):
@@ -174,7 +175,10 @@ def journeys_check(ctx: Context, paths: tuple[str, ...], as_json: bool) -> None:
     emit(
         as_json,
         {"ok": True, "journeys": [s.slug for s in specs]},
-        "\n".join(f"ok  {s.slug}: {s.title} ({len(s.steps)} steps)" for s in specs),
+        "\n".join(
+            f"ok  {s.slug}: {s.title} ({ngettext('%(num)d step', '%(num)d steps', len(s.steps))})"
+            for s in specs
+        ),
     )
 
 
@@ -238,14 +242,21 @@ def import_(
             field = f" {e.field}:" if e.field else ""
             click.echo(f"{file}: row {e.row}:{field} {e.message}", err=True)
         if len(result.errors) > 200:
-            click.echo(f"... and {len(result.errors) - 200} more errors", err=True)
-        click.echo(f"Rejected: {len(result.errors)} errors in {result.rows} rows; nothing written.")
+            more = len(result.errors) - 200
+            click.echo(
+                ngettext("... and %(num)d more error", "... and %(num)d more errors", more),
+                err=True,
+            )
+        click.echo(f"Rejected: {result.error_summary()}; nothing written.")
         sys.exit(1)
     verb = "Would enrol" if dry_run else "Enrolled"
+    learners = ngettext("%(num)d learner", "%(num)d learners", result.enrolments_created)
+    people = ngettext("%(num)d new person", "%(num)d new people", result.people_created)
+    unchanged = ngettext("%(num)d row unchanged", "%(num)d rows unchanged", result.unchanged)
+    rows = ngettext("%(num)d row", "%(num)d rows", result.rows)
     click.echo(
-        f"{verb} {result.enrolments_created} learners ({result.people_created} new people, "
-        f"{result.people_updated} updated, {result.unchanged} rows unchanged) "
-        f"from {result.rows} rows." + (" Dry run: nothing written." if dry_run else "")
+        f"{verb} {learners} ({people}, {result.people_updated} updated, {unchanged}) "
+        f"from {rows}." + (" Dry run: nothing written." if dry_run else "")
     )
 
 

@@ -1,31 +1,29 @@
 """`nudger demo`: the whole product in one process on the embedded default.
 
 It loads the example journeys and learners, replays the last two weeks at
-half-hour ticks (some learners keep up, some fall behind), sends everything
-into the captured outbox, then serves the web app and keeps ticking every
-minute, as the clock would.
+half-hour ticks (some learners keep up, some fall behind), sending each
+tick's mail as of that tick into the captured outbox, then serves the web
+app and keeps ticking every minute, as the clock would, with an RQ worker
+in a thread sending what each tick enqueues.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
+from rq import SimpleWorker
+from rq.timeouts import TimerDeathPenalty
 from sqlmodel import Session, select
 
 from nudger.config import ROOT, Settings, load_settings
 from nudger.db import get_engine, utcnow
-
-if TYPE_CHECKING:
-    from rq import SimpleWorker
 
 DEMO_ADMIN = ("admin@example.com", "demo-password")
 HISTORY = timedelta(days=14)
@@ -59,7 +57,12 @@ def keeps_up(email: str, step_key: str) -> bool:
 
 
 def replay_history(settings: Settings, start: datetime, end: datetime) -> None:
-    """Tick through the past fortnight, completing steps for the learners who keep up."""
+    """Tick through the past fortnight, completing steps for the learners who keep up.
+
+    Each tick's mail is sent at that tick's time, before anyone acts on it, so
+    every email says what it would have said then (the steps open then, the
+    date then) and the outbox shows when it went.
+    """
     from nudger.models import Enrolment as E
     from nudger.models import EnrolmentStep, Person, Step
     from nudger.progress import complete_step
@@ -70,6 +73,7 @@ def replay_history(settings: Settings, start: datetime, end: datetime) -> None:
     with Session(engine, expire_on_commit=False) as session:
         while now <= end:
             tick(session, settings, now, enqueue=False)
+            send_due(engine, settings, now)
             # Learners who keep up finish a step about a day after it arrives.
             open_steps = session.exec(
                 select(EnrolmentStep, Step.key, Person.email)
@@ -86,21 +90,49 @@ def replay_history(settings: Settings, start: datetime, end: datetime) -> None:
             now += STEP
 
 
-def drain(worker: SimpleWorker) -> None:
-    """Send what is queued, then hand Ctrl-C and SIGTERM back to the demo.
+def send_due(engine, settings: Settings, now: datetime) -> None:
+    """Send the outbox rows due at `now` as the worker would have sent them then."""
+    from nudger.models import Outbox
+    from nudger.outbox.sending import send_batch
 
-    RQ's worker installs its own handlers and leaves them behind: a later
-    Ctrl-C would raise its StopRequested in the demo's loop. One that arrives
-    during a job lets the job finish, then stops the demo.
+    with Session(engine) as session:
+        ids = session.exec(
+            select(Outbox.id)
+            .where(Outbox.state == "pending", Outbox.next_attempt_at <= now)
+            .order_by(Outbox.id)
+        ).all()
+    for first in range(0, len(ids), settings.batch_size):
+        send_batch(engine, settings, list(ids[first : first + settings.batch_size]), now=now)
+
+
+class DemoWorker(SimpleWorker):
+    """An RQ worker in a thread of the demo: registered, so the console counts it.
+
+    Signals belong to the main thread (Ctrl-C stops the demo), and job
+    timeouts use a timer instead of SIGALRM, which only the main thread gets.
     """
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        worker.work(burst=True, logging_level="WARNING")
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-    if worker._stop_requested:  # RQ has no public flag for a warm shutdown asked for
-        raise KeyboardInterrupt
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        """Ask the worker to stop, and wake it: it checks between jobs, not while it waits."""
+        self._stop_requested = True
+        self.queues[0].enqueue("builtins.len", ())
+
+
+def start_worker(settings: Settings) -> tuple[DemoWorker, threading.Thread]:
+    """Start the demo's RQ worker in a thread; it sends what each tick enqueues."""
+    from nudger.queue import QUEUES, queue, redis_connection
+
+    conn = redis_connection(settings)
+    worker = DemoWorker([queue(settings, q) for q in QUEUES], connection=conn, name="nudger-demo")
+    worker.register_death()  # a demo killed before could not say it stopped
+    working = threading.Thread(target=worker.work, kwargs={"logging_level": "WARNING"}, daemon=True)
+    working.start()
+    return worker, working
 
 
 def run_demo(
@@ -114,7 +146,6 @@ def run_demo(
 
     `on_ready` gets the demo's addresses once it serves them.
     """
-    from rq import SimpleWorker
     from werkzeug.serving import make_server
 
     from nudger import create_app
@@ -122,7 +153,7 @@ def run_demo(
     from nudger.enrolments.journey_edits import apply_sync
     from nudger.journeys.loading import load_journeys
     from nudger.migrate import upgrade
-    from nudger.queue import QUEUES, queue, redis_connection
+    from nudger.queue import redis_connection
     from nudger.roster import import_roster
     from nudger.tick.run import tick
 
@@ -155,9 +186,8 @@ def run_demo(
     conn = redis_connection(settings)
     conn.flushdb()  # jobs left by an earlier demo name rows of the database just replaced
     with Session(engine, expire_on_commit=False) as session:
-        tick(session, settings, real_now)  # enqueues everything written during the replay
-    worker = SimpleWorker([queue(settings, q) for q in QUEUES], connection=conn)
-    drain(worker)
+        tick(session, settings, real_now)  # enqueues anything left from the replay
+    worker, working = start_worker(settings)
 
     app = create_app(settings)
     try:
@@ -192,11 +222,12 @@ def run_demo(
             time.sleep(60 - time.time() % 60)
             with Session(engine, expire_on_commit=False) as session:
                 counts = tick(session, settings, utcnow())
-            drain(worker)
             sent = {k: v for k, v in counts.items() if v and k != "enrolments"}
             if sent:
                 click.echo(f"{datetime.now():%H:%M} tick: {sent}")
     except KeyboardInterrupt:
         click.echo("Stopping.")
     finally:
+        worker.stop()  # between jobs: one being sent finishes; the console stops counting it
+        working.join(timeout=10)
         server.shutdown()

@@ -31,6 +31,11 @@ def is_placeholder_address(email: str) -> bool:
     return domain == PLACEHOLDER_DOMAIN or domain.endswith("." + PLACEHOLDER_DOMAIN)
 
 
+# Person.digest_every of someone who stopped their digest: what would have come
+# to them climbs to the next person up (nudger.tick.followups.recipients).
+NO_DIGEST = "never"
+
+
 class Person(SQLModel, table=True):
     """A learner, a manager, or both: anyone Nudger emails."""
 
@@ -40,7 +45,8 @@ class Person(SQLModel, table=True):
     manager_id: int | None = Field(default=None, foreign_key="person.id", index=True)
     timezone: str = Field(default="UTC", max_length=64)
     country: str = Field(default="", max_length=8)
-    digest_every: str | None = Field(default=None, max_length=8)  # a manager's own choice
+    # A manager's own choice: day, week or NO_DIGEST (None: the journeys' setting).
+    digest_every: str | None = Field(default=None, max_length=8)
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
     # Set when their personal data was erased (nudger.privacy); the row stays for the counts.

@@ -1,39 +1,98 @@
-"""The demo's own worker: Ctrl-C during a job finishes the job, then stops the demo."""
+"""The demo's replay: every email as it would have been at its moment."""
 
 from __future__ import annotations
 
-import os
-import signal
+import time
+from datetime import timedelta
+from email import message_from_bytes
+from email.utils import parsedate_to_datetime
 
-import pytest
-from rq import SimpleWorker
+from rq import Worker
+from sqlmodel import select
 
-from nudger.demo import drain
-from nudger.queue import DEFAULT_QUEUE, queue
-
-
-def interrupted_job() -> str:
-    """Stand for a send job during which the person presses Ctrl-C."""
-    os.kill(os.getpid(), signal.SIGINT)
-    return "finished"
-
-
-def test_ctrl_c_during_a_job_lets_it_finish_then_stops_the_demo(settings):
-    q = queue(settings, DEFAULT_QUEUE)
-    q.empty()
-    job = q.enqueue(interrupted_job)
-    worker = SimpleWorker([q], connection=q.connection)
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    with pytest.raises(KeyboardInterrupt):
-        drain(worker)
-    assert job.return_value(refresh=True) == "finished"
-    # RQ's handlers are gone: the next Ctrl-C is the demo's, not a StopRequested.
-    assert {s: signal.getsignal(s) for s in before} == before
+from nudger.demo import DemoWorker, replay_history, start_worker
+from nudger.insights import ledger
+from nudger.mail.view import read
+from nudger.models import CapturedMail, Outbox
+from nudger.queue import queue, redis_connection
+from nudger.tick.run import tick
+from tests.factories import make_enrolment, make_journey, make_person
+from workers import jobs
 
 
-def test_draining_an_empty_queue_leaves_the_signal_handlers_as_they_were(settings):
-    q = queue(settings, DEFAULT_QUEUE)
-    q.empty()
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    drain(SimpleWorker([q], connection=q.connection))
-    assert {s: signal.getsignal(s) for s in before} == before
+def test_replay_sends_each_tick_mail_dated_and_composed_at_that_tick(settings, session, now):
+    journey = make_journey(session)
+    boss = make_person(session, "boss@example.com", "Grace Hopper")
+    learner = make_person(session, "slow.learner@example.com", "Sam Slow", manager=boss)
+    make_enrolment(session, learner, journey, now.date())
+
+    replay_history(settings, now, now + timedelta(days=14))
+
+    mails = session.exec(select(CapturedMail).order_by(CapturedMail.id)).all()
+    sent = {r.message_id: r for r in session.exec(select(Outbox))}
+    assert {m.kind for m in mails} >= {"step", "reminder", "digest"}
+    for mail in mails:
+        date = parsedate_to_datetime(message_from_bytes(mail.raw)["Date"])
+        # Shown at /outbox when it went in the replay, not when the replay ran.
+        assert mail.at == date
+        assert abs(date - sent[mail.message_id].sent_at) < timedelta(seconds=1)
+        assert now <= mail.at <= now + timedelta(days=14)
+    assert len({m.at for m in mails}) > len(mails) // 2
+    # A reminder names only steps that had gone out when it was written.
+    titles = ("Read the one-pager", "Discuss it", "Reflect")
+    reminders = [m for m in mails if m.kind == "reminder"]
+    assert reminders
+    for reminder in reminders:
+        gone_out = {m.subject for m in mails if m.kind == "step" and m.at <= reminder.at}
+        named = {t for t in titles if t in read(reminder.raw).text}
+        assert named and all(any(t in subject for subject in gone_out) for t in named)
+
+
+def test_the_demo_worker_counts_as_running_and_sends_what_the_tick_enqueues(
+    settings, session, now, monkeypatch
+):
+    # The job reads its settings from the environment, as in the demo.
+    monkeypatch.setenv("NUDGER_INSTANCE_PATH", str(settings.instance_path))
+    monkeypatch.setenv("NUDGER_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("NUDGER_REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("NUDGER_SMTP_URL", "outbox:")
+    jobs.runtime.cache_clear()
+    conn = redis_connection(settings)
+    conn.flushdb()
+    journey = make_journey(session)
+    make_enrolment(session, make_person(session), journey, now.date())
+    # A demo killed before left its worker registered: it is not counted twice.
+    DemoWorker(queue(settings), connection=conn, name="nudger-demo").register_birth()
+    worker, thread = start_worker(settings)
+    try:
+        deadline = time.monotonic() + 10
+        while not Worker.count(connection=conn) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent_at = now + timedelta(hours=2)
+        assert ledger.health(session, settings, sent_at).workers == 1
+        tick(session, settings, sent_at)
+        while not session.exec(select(CapturedMail)).all() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [m.kind for m in session.exec(select(CapturedMail))] == ["step"]
+    finally:
+        worker.stop()
+        thread.join(timeout=15)
+        jobs.runtime.cache_clear()
+    assert not thread.is_alive() and Worker.count(connection=conn) == 0
+
+
+def test_stopping_the_demo_during_a_job_lets_the_job_finish(settings):
+    conn = redis_connection(settings)
+    conn.flushdb()
+    job = queue(settings).enqueue("time.sleep", 1.0)
+    worker, thread = start_worker(settings)
+    try:
+        deadline = time.monotonic() + 10
+        while job.get_status(refresh=True) != "started" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert job.get_status() == "started"
+    finally:
+        worker.stop()  # what Ctrl-C and SIGTERM do in `nudger demo`
+        thread.join(timeout=15)
+    assert job.get_status(refresh=True) == "finished"
+    assert not thread.is_alive()

@@ -8,7 +8,12 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from nudger.audit import record
-from nudger.enrolments.invite_changes import invite_changed, invites_cancelled, open_invites
+from nudger.enrolments.invite_changes import (
+    invite_changed,
+    invites_cancelled,
+    open_invites,
+    unsent_cancels_withdrawn,
+)
 from nudger.models import Enrolment, EnrolmentStep, Journey, Person, Step
 from nudger.schedule import JourneyPlan
 
@@ -102,7 +107,13 @@ def resume(
     for es in open_rows:
         if shift:
             es.due_at = plan.after_due(cal, tz, es.due_at, shift)
-    restored = invite_changed(session, open_invites(session, enrolment.id, now), now)
+    ahead = open_invites(session, enrolment.id, now)
+    if not shift:
+        # Nothing moved: a cancel the pause wrote and that has not gone out yet
+        # is called off, and those invites stand as the learner has them.
+        standing = unsent_cancels_withdrawn(session, enrolment.id, paused_at, now)
+        ahead = [es for es in ahead if es.id not in standing]
+    restored = invite_changed(session, ahead, now)
     _audit(
         session,
         enrolment,

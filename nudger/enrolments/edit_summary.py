@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from nudger.wording import ngettext
+
 STEP_FIELDS = ("day", "kind", "title", "minutes", "link", "body", "due_after", "confirmed_by", "at")
 INVITE_FIELDS = ("title", "minutes", "at")  # what a calendar invite shows
 LIVE = ("active", "paused")
@@ -37,17 +39,36 @@ class StepEffect:
             head = f"added {self.key} (day {self.day})"
         else:
             head = f"{self.change} {self.key}"
-        scheduled = {
-            "reworded": f"new wording for {self.scheduled} who have not received it",
-        }.get(self.change, f"scheduled for {self.scheduled} who have not reached it")
+        if self.change == "reworded":
+            scheduled = ngettext(
+                "new wording for %(num)d person who has not received it",
+                "new wording for %(num)d people who have not received it",
+                self.scheduled,
+            )
+        else:
+            scheduled = ngettext(
+                "scheduled for %(num)d person who has not reached it",
+                "scheduled for %(num)d people who have not reached it",
+                self.scheduled,
+            )
         parts = [
-            (self.kept, f"already sent to {self.kept}: stays as it was"),
+            (self.kept, ngettext(
+                "already sent to %(num)d person: stays as it was",
+                "already sent to %(num)d people: stays as it was", self.kept)),
             (self.scheduled, scheduled),
-            (self.skipped, f"skipped for {self.skipped}: its send time has passed for them"),
-            (self.cancelled, f"cancelled for {self.cancelled} who had not received it"),
-            (self.invite_updates, f"invite update to {self.invite_updates}"),
-            (self.invite_cancels, f"invite cancelled for {self.invite_cancels}"),
-        ]
+            (self.skipped, ngettext(
+                "skipped for %(num)d person: its send time has passed for them",
+                "skipped for %(num)d people: its send time has passed for them", self.skipped)),
+            (self.cancelled, ngettext(
+                "cancelled for %(num)d person who had not received it",
+                "cancelled for %(num)d people who had not received it", self.cancelled)),
+            (self.invite_updates, ngettext(
+                "invite update to %(num)d person",
+                "invite update to %(num)d people", self.invite_updates)),
+            (self.invite_cancels, ngettext(
+                "invite cancelled for %(num)d person",
+                "invite cancelled for %(num)d people", self.invite_cancels)),
+        ]  # fmt: skip
         text = "; ".join(words for count, words in parts if count)
         return f"{head}: {text or 'no live enrolment affected'}"
 
@@ -108,14 +129,20 @@ class JourneyChange:
         if self.schedule_changed:
             parts.append("schedule changed")
         body = "; ".join(parts) or "settings changed"
-        lines = [f"{self.slug}: {body} ({self.live_enrolments} live enrolments)"]
+        live = ngettext("%(num)d live enrolment", "%(num)d live enrolments", self.live_enrolments)
+        lines = [f"{self.slug}: {body} ({live})"]
         if self.live_enrolments:
             lines += [f"  {effect.describe()}" for effect in self.effects]
             if self.schedule_changed:
-                lines.append(
-                    f"  schedule: re-times unsent steps for {self.retimed}; "
-                    f"{self.due_now} have a step whose new time has passed (sent at the next tick)"
+                retimed = ngettext(
+                    "re-times unsent steps for %(num)d enrolment",
+                    "re-times unsent steps for %(num)d enrolments",
+                    self.retimed,
                 )
+                due_now = ngettext(
+                    "%(num)d has a step whose new time has passed",
+                    "%(num)d have a step whose new time has passed",
+                    self.due_now,
+                )
+                lines.append(f"  schedule: {retimed}; {due_now} (sent at the next tick)")
         return "\n".join(lines)
-
-

@@ -15,10 +15,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from nudger import outbox
-from nudger.models import Enrolment, EnrolmentStep, Person, Step
+from nudger.models import Enrolment, EnrolmentStep, Outbox, Person, Step
 
 UPDATE = "invite-update"
 CANCEL = "invite-cancel"
@@ -54,6 +55,29 @@ def invites_cancelled(
 ) -> list[int]:
     """Call off these steps' invites in the learner's calendar; return outbox ids."""
     return _write(session, CANCEL, steps, now)
+
+
+def unsent_cancels_withdrawn(
+    session: Session, enrolment_id: int, since: datetime, now: datetime
+) -> set[int]:
+    """Call off this enrolment's invite cancels written since `since` and not sent yet.
+
+    Returns the step ids they named: those invites are still in the learner's
+    calendar as they were, so nothing needs to be sent about them. A row a
+    worker has already claimed is left to go (the conditional update loses).
+    """
+    withdrawn = session.execute(
+        update(Outbox)
+        .where(
+            Outbox.enrolment_id == enrolment_id,
+            Outbox.kind == CANCEL,
+            Outbox.state == "pending",
+            Outbox.created_at >= since,
+        )
+        .values(state="cancelled", last_error="called off: resumed before it was sent")
+        .returning(Outbox.payload)
+    ).all()
+    return {es_id for (payload,) in withdrawn for es_id in payload["enrolment_step_ids"]}
 
 
 def _write(session: Session, kind: str, steps: Iterable[EnrolmentStep], now: datetime) -> list[int]:

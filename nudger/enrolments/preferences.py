@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlmodel import Session
 
 from nudger.audit import record
-from nudger.models import Enrolment, Person
+from nudger.models import NO_DIGEST, Enrolment, Person
 
-DIGEST_CHOICES = {"day": "Every working day", "week": "Once a week"}
+DIGEST_CHOICES = {"day": "Every working day", "week": "Once a week", NO_DIGEST: "Never"}
 
 
 def set_reminders_muted(
@@ -29,7 +29,7 @@ def set_reminders_muted(
 def set_digest_every(
     session: Session, person: Person, every: str, now: datetime, actor: str
 ) -> bool:
-    """Choose how often a manager's digest comes: "day" or "week". Return True if changed."""
+    """Choose how often a manager's digest comes: day, week or never. Return True if changed."""
     if every not in DIGEST_CHOICES:
         raise ValueError(f"digest frequency must be one of {', '.join(DIGEST_CHOICES)}")
     if person.digest_every == every:

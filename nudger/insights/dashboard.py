@@ -1,8 +1,9 @@
 """Aggregates for the admin dashboard, each one GROUP BY query, never a loop over rows.
 
-Words used on the dashboard (the same as `nudger report`):
+Words used on the dashboard (the glossary in nudger.wording):
 - behind: an active enrolment with a sent step past its due time, not yet done;
-- overdue: behind, and a step has crossed an escalation threshold (someone was told);
+- escalated (`overdue` here): behind, and a step has crossed an escalation
+  threshold (someone was told);
 - on track: active and not behind.
 """
 
@@ -64,7 +65,7 @@ class JourneyStats:
         return [
             ("on_track", "On track", self.on_track),
             ("behind", "Behind", self.behind_only),
-            ("overdue", "Overdue (escalated)", self.overdue),
+            ("overdue", "Escalated", self.overdue),
             ("paused", "Paused", self.statuses.get("paused", 0)),
             ("completed", "Completed", self.statuses.get("completed", 0)),
         ]

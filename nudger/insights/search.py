@@ -11,8 +11,10 @@ from sqlalchemy import case, func, or_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
+from nudger.enrolments.invite_changes import CANCEL, UPDATE
 from nudger.insights.dashboard import late, open_past_due
 from nudger.insights.reports import step_status
+from nudger.mail.compose.invites import invite_subject
 from nudger.models import (
     AuditLog,
     Enrolment,
@@ -245,6 +247,12 @@ class History:
     escalations: list[tuple[EscalationEvent, str, str]] = field(default_factory=list)
     hits: list[tuple[LinkHit, str, bool]] = field(default_factory=list)
     audit: list[AuditLog] = field(default_factory=list)
+    # Subjects of calendar emails that were never sent (outbox id -> subject).
+    unsent_subjects: dict[int, str] = field(default_factory=dict)
+
+    def subject(self, row: Outbox) -> str:
+        """Return the subject a row went out with, or the one it would have had."""
+        return row.subject or self.unsent_subjects.get(row.id, "")
 
 
 def looks_like_scanner(hit: LinkHit) -> bool:
@@ -299,6 +307,11 @@ def person_history(session: Session, person_id: int, now: datetime, limit: int =
             .limit(limit)
         )
     )
+    history.unsent_subjects = {
+        row.id: invite_subject(session, row)
+        for row in history.mail
+        if not row.subject and row.kind in (UPDATE, CANCEL)
+    }
     es_ids = [es.id for es in sent_rows]
     step_of = {es.id: es.step_id for es in sent_rows}
     events = session.exec(

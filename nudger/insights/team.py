@@ -16,7 +16,7 @@ from nudger.models import Enrolment, Person
 DEPTH = 2
 
 # Most urgent first on the page.
-ORDER = {"overdue": 0, "behind": 1, "on_track": 2, "paused": 3, "completed": 4}
+ORDER = {"escalated": 0, "behind": 1, "on_track": 2, "paused": 3, "completed": 4}
 
 
 @dataclass

@@ -19,8 +19,8 @@ from nudger.config import Settings
 from nudger.models import Enrolment, EnrolmentStep, Journey, Person, Step
 from nudger.schedule import JourneyPlan, PlanStep
 
-# Without a manager escalation in the journey, a step this many working days
-# overdue counts as "overdue" rather than "behind".
+# Without a manager escalation in the journey, a learner this many working days
+# behind counts as "escalated" (see the glossary in nudger.wording).
 DEFAULT_OVERDUE_AFTER = 3
 
 # Built once: the page after every "Mark as done" runs these.
@@ -82,12 +82,12 @@ class Timeline:
 
     @property
     def standing(self) -> str:
-        """Return on_track, behind, overdue, paused, completed or withdrawn."""
+        """Return on_track, behind, escalated, paused, completed or withdrawn."""
         if self.enrolment.status in ("paused", "completed", "withdrawn"):
             return self.enrolment.status
         if not self.by_status("overdue"):
             return "on_track"
-        return "overdue" if self.days_overdue >= self.overdue_after else "behind"
+        return "escalated" if self.days_overdue >= self.overdue_after else "behind"
 
 
 def _overdue_after(plan: JourneyPlan) -> int:

@@ -26,6 +26,7 @@ from nudger.mail.mime import build_message, make_message_id, unsubscribe_headers
 from nudger.mail.render import render
 from nudger.models import EnrolmentStep, Journey, Person, Step
 from nudger.schedule import JourneyPlan, PlanStep, default_start
+from nudger.wording import days_overdue
 
 SAMPLE_LEARNER = ("Sam Sample", "sam.sample@example.com")
 SAMPLE_MANAGER = {"name": "Morgan Manager", "first_name": "Morgan", "email": "morgan@example.com"}
@@ -55,7 +56,7 @@ def previews(plan: JourneyPlan) -> list[Preview]:
         found.append(Preview(f"step:{step.key}", "step", f"Step {step.position + 1}: {step.title}",
                              step.key))
         for n, after in enumerate(reminders, start=1):
-            label = f"Reminder {n} ({after} working days overdue): {step.title}"
+            label = f"Reminder {n} ({days_overdue(after)}): {step.title}"
             found.append(Preview(f"reminder:{step.key}:{n}", "reminder", label, step.key))
     for level in dict.fromkeys(notify for _, notify in plan.escalations):
         found.append(Preview(f"digest:{level}", "digest", f"Digest to {DIGEST_LEVELS[level]}"))

@@ -30,6 +30,8 @@ from jinja2.runtime import Context
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from nudger import wording
+
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "email"
 
 KINDS = ("step", "reminder", "digest", "invite-update", "invite-cancel")
@@ -63,7 +65,6 @@ _MONTHS = (
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
-
 @dataclass(frozen=True)
 class Rendered:
     """A rendered email: one-line subject, plain text and inlined HTML."""
@@ -73,10 +74,16 @@ class Rendered:
     html: str
 
 
+def render_subject(kind: str, ctx: dict[str, Any], *, env: Environment | None = None) -> str:
+    """Render only the one-line subject of one email kind."""
+    env = env or environment()
+    return " ".join(env.get_template(f"{kind}.subject.txt").render(ctx).split())
+
+
 def render(kind: str, ctx: dict[str, Any], *, env: Environment | None = None) -> Rendered:
     """Render the subject, text and HTML of one email kind."""
     env = env or environment()
-    subject = " ".join(env.get_template(f"{kind}.subject.txt").render(ctx).split())
+    subject = render_subject(kind, ctx, env=env)
     text = env.get_template(f"{kind}.txt").render(ctx)
     # Templates stay readable with blank lines around blocks; the reader sees at most one.
     text = _BLANK_LINES.sub("\n\n", text).strip() + "\n"
@@ -105,8 +112,8 @@ def make_environment(templates_dir: Path | str = TEMPLATES_DIR) -> Environment:
         when=_when_filter,
         duration=format_duration,
         kind_label=lambda kind: KIND_LABELS.get(kind, str(kind).capitalize()),
-        plural=plural,
     )
+    wording.install(env)
     return env
 
 
@@ -205,14 +212,8 @@ def format_duration(minutes: int | None) -> str:
     if not hours:
         return f"{rest} min"
     if not rest:
-        return "1 hour" if hours == 1 else f"{hours} hours"
+        return wording.ngettext("%(num)d hour", "%(num)d hours", hours)
     return f"{hours} h {rest} min"
-
-
-def plural(count: int, singular: str, many: str | None = None) -> str:
-    """Return "1 step" or "3 steps"."""
-    word = singular if count == 1 else (many or singular + "s")
-    return f"{count} {word}"
 
 
 @pass_context

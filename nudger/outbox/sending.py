@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
 from sqlalchemy import update
@@ -161,7 +162,7 @@ def send_batch(
         def capture(msg: EmailMessage) -> None:
             session.add(
                 CapturedMail(
-                    at=utcnow(),
+                    at=_sent_at(msg, now),
                     to_email=str(msg["To"]),
                     subject=str(msg["Subject"]),
                     kind=str(msg["X-Nudger-Kind"] or ""),
@@ -369,6 +370,15 @@ def _unreachable(error: SendError | None) -> bool:
     if error is None:
         return False
     return error.connecting or (isinstance(error, TransientSendError) and error.code is None)
+
+
+def _sent_at(msg: EmailMessage, now: datetime) -> datetime:
+    """Return when a captured message was sent: its Date, the send's `now` (not the clock),
+    so mail sent as of another time (the demo's replay, `tick --now`) shows that time."""
+    try:
+        return parsedate_to_datetime(msg["Date"]).astimezone(UTC)
+    except (TypeError, ValueError):
+        return now
 
 
 def _header(msg: EmailMessage, name: str) -> str:

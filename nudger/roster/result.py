@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from nudger.wording import gettext, ngettext
+
 
 @dataclass(frozen=True)
 class RowError:
@@ -37,6 +39,23 @@ class ImportResult:
     def ok(self) -> bool:
         """Say whether the file was accepted."""
         return not self.errors
+
+    def error_summary(self) -> str:
+        """Say how many errors in which places: "5 errors in 4 rows", "1 error in the header"."""
+        places = []
+        if any(e.row == 0 for e in self.errors):
+            places.append(gettext("the file"))
+        if any(e.row == 1 for e in self.errors):
+            places.append(gettext("the header"))
+        bad_rows = len({e.row for e in self.errors if e.row > 1})
+        if bad_rows:
+            places.append(ngettext("%(num)d row", "%(num)d rows", bad_rows))
+        return ngettext(
+            "%(num)d error in %(places)s",
+            "%(num)d errors in %(places)s",
+            len(self.errors),
+            places=gettext(" and ").join(places),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """Return the result as one JSON-ready dict (the CLI's `--json`)."""

@@ -20,13 +20,13 @@ from sqlmodel import Session, func, select
 from nudger.calendar import WorkCalendar, local_date, local_instant
 from nudger.config import Settings
 from nudger.journeys.spec import DigestSpec
-from nudger.models import AuditLog, Enrolment, EnrolmentStep, EscalationEvent, Person
+from nudger.models import NO_DIGEST, AuditLog, Enrolment, EnrolmentStep, EscalationEvent, Person
 from nudger.tick.followups import write_messages
 
 if TYPE_CHECKING:
     from nudger.tick.state import TickContext
 
-CHOICES = ("day", "week")  # what Person.digest_every may say
+CHOICES = ("day", "week")  # schedules Person.digest_every may choose (or NO_DIGEST: none)
 WORKWEEK = frozenset(range(5))
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CHUNK = 500
@@ -135,6 +135,8 @@ def queue_digests(ctx: TickContext) -> int:
     for email in sorted(pending):
         journeys, first = pending[email]
         who = people[email]
+        if who.choice == NO_DIGEST:
+            continue  # stopped; only confirmation requests are still addressed to them
         key = (who.choice, frozenset(journeys))
         if key not in schedules:
             specs = [ctx.plan(j).digest for j in sorted(journeys)]

@@ -20,7 +20,7 @@ from nudger.bulk import insert_all
 from nudger.calendar import WorkCalendar
 from nudger.db import upsert_ignore
 from nudger.journeys.spec import CONFIRM
-from nudger.models import AdminUser, AuditLog, EscalationEvent, Person
+from nudger.models import NO_DIGEST, AdminUser, AuditLog, EscalationEvent, Person
 from nudger.schedule import JourneyPlan, PlanStep
 from nudger.tick.state import (
     ClosedStep,
@@ -254,25 +254,29 @@ def _load_people(ctx: TickContext, notes: FollowUpNotes, ids: set[int | None]) -
     """Read the emails and managers of people not read yet this tick."""
     missing = sorted(i for i in ids if i is not None and i not in notes.people)
     for start in range(0, len(missing), WRITE_BATCH):
-        query = select(Person.id, Person.email, Person.manager_id).where(
+        query = select(Person.id, Person.email, Person.manager_id, Person.digest_every).where(
             Person.id.in_(missing[start : start + WRITE_BATCH])
         )
-        for person_id, email, manager_id in ctx.session.exec(query):
-            notes.people[person_id] = (email, manager_id)
+        for person_id, email, manager_id, every in ctx.session.exec(query):
+            notes.people[person_id] = (email, manager_id, every)
 
 
 def recipients(ctx: TickContext, notes: FollowUpNotes, event: dict) -> list[tuple[str, str]]:
-    """Return (level, email) of who hears of an event, climbing when a level is missing."""
+    """Return (level, email) of who hears of an event, climbing when a level is missing.
+
+    A manager who stopped their digest is a missing level: what would have
+    come to them goes to the next person up, so nobody falls out of sight.
+    """
     manager = notes.people.get(event["manager_id"])
     rule = event["rule"]
     if rule == CONFIRM:
         # Only the learner's own manager may confirm (the team page checks the same).
         return [(CONFIRM, manager[0])] if manager else []
-    if rule == "manager" and manager is not None:
+    if rule == "manager" and manager is not None and manager[2] != NO_DIGEST:
         return [("manager", manager[0])]
     skip = notes.people.get(manager[1]) if manager else None
     climbs = rule in ("manager", "skip_level")
-    if climbs and skip is not None and manager[1] != event["learner_id"]:
+    if climbs and skip is not None and skip[2] != NO_DIGEST and manager[1] != event["learner_id"]:
         return [("skip_level", skip[0])]
     if event["owner"]:
         return [("admin", event["owner"].lower())]

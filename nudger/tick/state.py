@@ -107,7 +107,8 @@ class FollowUpNotes:
     # Why each message or event was written: audit rows, inserted together.
     audits: list[dict] = field(default_factory=list)
     # (email, manager id) by person id, kept for the whole tick: managers repeat.
-    people: dict[int, tuple[str, int | None]] = field(default_factory=dict)
+    # person id -> (email, manager id, digest_every)
+    people: dict[int, tuple[str, int | None, str | None]] = field(default_factory=dict)
     admins: list[str] | None = None
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, g, render_template
+from flask_babel import Babel
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlmodel import Session
 
+from nudger import wording
 from nudger.config import Settings
 
 csrf = CSRFProtect()
@@ -48,6 +50,8 @@ def init_app(app: Flask) -> None:
         return response
 
     csrf.init_app(app)
+    Babel(app)
+    wording.install(app.jinja_env)
     app.jinja_env.filters["markdown"] = markdown_filter
     app.teardown_appcontext(_close_db)
     app.register_blueprint(home.bp)

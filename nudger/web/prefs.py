@@ -13,14 +13,14 @@ from flask import Blueprint, abort, render_template, request
 
 from nudger import tokens
 from nudger.enrolments.preferences import DIGEST_CHOICES, set_digest_every, set_reminders_muted
-from nudger.models import Enrolment, Journey, Person
+from nudger.models import NO_DIGEST, Enrolment, Journey, Person
 from nudger.web import csrf, db, settings
 from nudger.web.links import link_error, now, read, record_hit
 
 bp = Blueprint("prefs", __name__)
 
-# RFC 8058: what a mail client's one-click unsubscribe does for a digest.
-ONE_CLICK_DIGEST = "week"
+# RFC 8058: what a mail client's one-click unsubscribe does for a digest: stop it.
+ONE_CLICK_DIGEST = NO_DIGEST
 
 
 def _one_click() -> bool:

@@ -8,7 +8,8 @@ from sqlmodel import select
 
 from nudger.cli import main
 from nudger.enrolments import changes as enrolments
-from nudger.models import AuditLog, EnrolmentStep, Outbox, Step
+from nudger.models import AuditLog, CapturedMail, EnrolmentStep, Outbox, Step
+from nudger.outbox.sending import send_batch
 from nudger.progress import complete_step
 from nudger.tick.run import stale_pending, tick
 from tests.factories import make_enrolment, make_journey, make_person
@@ -240,3 +241,54 @@ def test_pausing_before_the_start_delays_it_by_the_journey_days_missed(session, 
     assert enrolment.shift_days == 2
     tick_daily(session, settings, utc(2027, 3, 9, 12), 2)
     assert step_sends(session, enrolment) == {"read": utc(2027, 3, 10, 9)}
+
+
+def send_pending(session, settings, now) -> None:
+    """Send every pending row due at `now` as the worker would, into the capture outbox."""
+    ids = session.exec(
+        select(Outbox.id).where(Outbox.state == "pending", Outbox.next_attempt_at <= now)
+    ).all()
+    send_batch(session.get_bind(), settings, list(ids), now)
+    session.expire_all()
+
+
+def captured_invites(session) -> list[tuple[str, str]]:
+    kinds = ["invite-update", "invite-cancel"]
+    rows = session.exec(select(CapturedMail).where(CapturedMail.kind.in_(kinds)))
+    return [(m.kind, m.subject) for m in rows]
+
+
+def test_pause_then_resume_at_once_sends_no_calendar_email(session, settings):
+    journey = make_journey(session, steps=WORKSHOP)
+    enrolment = make_enrolment(session, make_person(session), journey, date(2027, 3, 1))
+    run(session, settings, utc(2027, 3, 1, 9))
+    send_pending(session, settings, utc(2027, 3, 1, 9))
+    enrolments.pause(session, enrolment, utc(2027, 3, 2, 10))
+    session.commit()
+    enrolments.resume(session, enrolment, utc(2027, 3, 2, 10, 1))  # nothing shifted
+    session.commit()
+    run(session, settings, utc(2027, 3, 2, 10, 2))
+    send_pending(session, settings, utc(2027, 3, 2, 10, 2))
+    assert captured_invites(session) == []
+    cancel = session.exec(select(Outbox).where(Outbox.kind == "invite-cancel")).one()
+    assert cancel.state == "cancelled"
+
+
+def test_a_pause_whose_cancel_went_out_restores_the_invites_with_their_subjects(
+    session, settings
+):
+    journey = make_journey(session, steps=WORKSHOP)
+    enrolment = make_enrolment(session, make_person(session), journey, date(2027, 3, 1))
+    run(session, settings, utc(2027, 3, 1, 9))
+    enrolments.pause(session, enrolment, utc(2027, 3, 2, 10))
+    session.commit()
+    send_pending(session, settings, utc(2027, 3, 2, 10, 1))  # the cancel goes out
+    enrolments.resume(session, enrolment, utc(2027, 3, 2, 10, 5))
+    session.commit()
+    send_pending(session, settings, utc(2027, 3, 2, 10, 6))
+    assert captured_invites(session) == [
+        ("invite-cancel", "Cancelled: 2 calendar holds for Giving Feedback"),
+        ("invite-update", "New times for 2 steps in Giving Feedback"),
+    ]
+    rows = session.exec(select(Outbox).where(Outbox.kind.like("invite-%"))).all()
+    assert [r.subject for r in rows] == [s for _, s in captured_invites(session)]

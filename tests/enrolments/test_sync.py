@@ -101,9 +101,10 @@ def test_dry_run_shows_what_changes_for_live_enrolments_and_writes_nothing(sessi
         "a": {"change": "reworded", "kept": 2},
     }
     text = change.describe()
-    assert "added x (day 3): scheduled for 1 who have not reached it; skipped for 1" in text
-    assert "moved b (day 5 -> 6): already sent to 1: stays as it was; scheduled for 1" in text
-    assert "removed c: cancelled for 2 who had not received it" in text
+    added = "added x (day 3): scheduled for 1 person who has not reached it; skipped for 1 person"
+    moved = "moved b (day 5 -> 6): already sent to 1 person: stays as it was; scheduled for 1"
+    assert added in text and moved in text
+    assert "removed c: cancelled for 2 people who had not received it" in text
     session.rollback()
     assert session.exec(select(func.count()).select_from(EnrolmentStep)).one() == before
     assert session.exec(select(Step.key).where(Step.journey_id == journey.id)).all() == [
@@ -222,7 +223,7 @@ def test_a_schedule_change_retimes_unsent_steps(session, settings):
     change = apply_sync(session, spec([A, B], send_time="08:00"), utc(2027, 3, 1, 8, 30))
     session.commit()
     assert change.schedule_changed and (change.retimed, change.due_now) == (1, 1)
-    assert "schedule: re-times unsent steps for 1; 1 have a step whose new time has passed" in (
+    assert "re-times unsent steps for 1 enrolment; 1 has a step whose new time has passed" in (
         change.describe()
     )
     tick(session, settings, utc(2027, 3, 1, 8, 31), enqueue=False)
@@ -251,7 +252,8 @@ def test_cli_sync_dry_run_then_sync_print_the_same_summary(session, settings, tm
     dry = runner.invoke(main, [*args, "--dry-run"], env=env)
     assert dry.exit_code == 0, dry.output
     assert dry.output.splitlines()[-1] == "Dry run: nothing written."
-    assert "  added x (day 3): scheduled for 1 who have not reached it; skipped for 1" in dry.output
+    added = "  added x (day 3): scheduled for 1 person who has not reached it; skipped for 1"
+    assert added in dry.output
     as_json = json.loads(runner.invoke(main, [*args, "--dry-run", "--json"], env=env).output)
     [feedback] = as_json["journeys"]
     assert {e["key"]: e["skipped"] for e in feedback["effects"]}["x"] == 1

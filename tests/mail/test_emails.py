@@ -266,8 +266,8 @@ def test_reminder_says_how_overdue_and_links_to_mute():
     rendered = render("reminder", ctx_for("reminder"))
 
     assert rendered.subject == "Still to do: Read the SBI one-pager"
-    assert "2 days overdue" in rendered.text
-    assert "2 days overdue" in rendered.html
+    assert "2 working days overdue" in rendered.text
+    assert "2 working days overdue" in rendered.html
     assert f"{BASE}/mute/tok-mute" in rendered.text.splitlines()
     assert f'href="{BASE}/mute/tok-mute"' in rendered.html
 
@@ -297,7 +297,7 @@ def test_digest_about_one_person_names_them():
     ctx["groups"] = ctx["groups"][:1]
 
     assert render("digest", ctx).subject == (
-        "Maya Patel is 4 days behind on Giving feedback that lands"
+        "Maya Patel is behind by 4 working days on Giving feedback that lands"
     )
 
 

@@ -138,8 +138,8 @@ def test_a_manager_with_reports_on_two_journeys_gets_one_digest(session, setting
 
     assert len(digests) == 1
     text = text_of(msg)
-    assert "Giving Feedback · 3 days behind · no activity yet" in text
-    assert "Coaching Basics · 3 days behind · no activity yet" in text
+    assert "Giving Feedback · behind by 3 working days · no activity yet" in text
+    assert "Coaching Basics · behind by 3 working days · no activity yet" in text
 
 
 def test_a_manager_who_chose_weekly_hears_on_monday(session, settings):
@@ -155,6 +155,22 @@ def test_a_manager_who_chose_weekly_hears_on_monday(session, settings):
     ]
 
 
+def test_a_manager_who_stopped_digests_gets_none_and_their_manager_is_told_instead(
+    session, settings
+):
+    _, manager, _ = a_team(session)
+    manager.digest_every = "never"
+    session.commit()
+
+    digests = ticks(session, settings, at(1, 0), at(9, 23))
+
+    # The manager's escalation (Monday 8th) climbs to the skip-level's next digest.
+    assert [(d.to_email, d.created_at) for d in digests] == [("sofia@example.com", at(9, 8))]
+    text = text_of(sent_message(session, settings, digests[0], at(9, 8)))
+    assert "Their manager has already been told" not in text
+    assert "Their manager has stopped the team digest, so you hear about them instead." in text
+
+
 def test_the_digest_lists_who_is_behind_with_the_team_on_track(session, settings):
     _, manager, _ = a_team(session, learners=3)
     # Two of the three keep up.
@@ -166,9 +182,9 @@ def test_the_digest_lists_who_is_behind_with_the_team_on_track(session, settings
     msg = sent_message(session, settings, digest, at(9, 8))
     text = text_of(msg)
 
-    assert msg["Subject"] == "Learner 0 is 3 days behind on Giving Feedback"
+    assert msg["Subject"] == "Learner 0 is behind by 3 working days on Giving Feedback"
     assert "Learner 0 <learner0@example.com>" in text
-    assert "- Read the one-pager (3 days overdue)" in text.splitlines()
+    assert "- Read the one-pager (3 working days overdue)" in text.splitlines()
     assert "learner1@example.com" not in text and "learner2@example.com" not in text
     assert "2 other people are on track." in text.splitlines()
     lines = text.splitlines()
@@ -195,8 +211,9 @@ def test_the_digest_says_when_someone_behind_was_last_active(session, settings):
     [digest] = ticks(session, settings, at(1, 18), at(10, 8))
     text = text_of(sent_message(session, settings, digest, at(10, 8)))
 
-    assert "Giving Feedback · 3 days behind · last active Monday 1 March" in text.splitlines()
-    assert "- Discuss it (3 days overdue)" in text.splitlines()
+    line = "Giving Feedback · behind by 3 working days · last active Monday 1 March"
+    assert line in text.splitlines()
+    assert "- Discuss it (3 working days overdue)" in text.splitlines()
     assert "Read the one-pager" not in text
 
 
@@ -255,7 +272,7 @@ def test_the_skip_level_hears_in_their_own_words(session, settings):
     msg = sent_message(session, settings, skip[0], at(16, 8))
 
     assert skip[0].created_at == at(16, 8)  # skip-level threshold Monday 15th, 09:00
-    assert msg["Subject"] == "Learner 0 is 8 days behind on Giving Feedback"
+    assert msg["Subject"] == "Learner 0 is behind by 8 working days on Giving Feedback"
     assert "Their manager has already been told" in text_of(msg)
 
 

@@ -108,8 +108,8 @@ def test_one_reminder_names_every_step_overdue(session, settings):
     text = _text(session, reminder)
 
     assert "these 2 steps in Giving Feedback are still open" in text
-    assert "Read the one-pager" in text and "2 days overdue" in text
-    assert "Discuss it" in text and "1 day overdue" in text
+    assert "Read the one-pager" in text and "2 working days overdue" in text
+    assert "Discuss it" in text and "1 working day overdue" in text
 
 
 @pytest.mark.parametrize("state", ["done", "paused", "withdrawn", "muted", "awaiting"])
@@ -306,7 +306,7 @@ def test_the_reminder_email_has_done_links_and_one_click_unsubscribe(session, se
     es = session.exec(select(EnrolmentStep)).one()
     done = next(line for line in text.splitlines() if "/done/" in line)
     assert tokens.read_token(settings, "done", done.rsplit("/", 1)[1]) == es.id
-    assert "1 day overdue" in text
+    assert "1 working day overdue" in text
 
 
 def test_a_reminder_for_a_step_done_before_sending_is_not_sent(session, settings):

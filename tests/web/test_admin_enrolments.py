@@ -7,9 +7,10 @@ from datetime import date, timedelta
 import pytest
 from sqlmodel import select
 
-from nudger.enrolments.changes import StartNotMoved, move_start
+from nudger.enrolments.changes import StartNotMoved, move_start, pause, resume
 from nudger.insights import search as lookup
-from nudger.models import AuditLog, Enrolment, LinkHit
+from nudger.models import AuditLog, Enrolment, LinkHit, Outbox
+from nudger.outbox.sending import send_batch
 from nudger.tick.run import tick
 from tests.adminkit import admin_app, build_cohort, make_admin, post, redis, sign_in
 from tests.factories import make_enrolment, make_journey, make_person
@@ -193,3 +194,31 @@ def test_a_persons_history_has_every_email_completion_escalation_and_link_hit(
         assert text in page
     boss = client.get(f"/admin/people/{cohort['boss'].id}").get_data(as_text=True)
     assert "sent to them" in boss and "bob@example.com" in boss
+
+
+WORKSHOPS = [
+    {"key": "read", "day": 0, "kind": "read", "title": "Read it", "minutes": 15},
+    {"key": "workshop", "day": 0, "kind": "workshop", "title": "Workshop", "minutes": 90,
+     "at": "2027-03-10T14:00"},
+]  # fmt: skip
+
+
+def test_calendar_emails_on_a_persons_history_show_their_subject_sent_or_not(
+    settings, session, now, redis
+):
+    ada = make_person(session)
+    enrolment = make_enrolment(session, ada, make_journey(session, steps=WORKSHOPS), now.date())
+    tick(session, settings, now + timedelta(hours=2), enqueue=False)
+    pause(session, enrolment, now + timedelta(hours=3))  # a cancel, sent below
+    session.commit()
+    ids = session.exec(select(Outbox.id).where(Outbox.state == "pending")).all()
+    send_batch(session.get_bind(), settings, list(ids), now + timedelta(hours=3))
+    resume(session, enrolment, now + timedelta(days=2))  # an update, still queued
+    session.commit()
+    later = now + timedelta(days=2, minutes=1)
+    make_admin(session, later)
+    client = admin_app(settings, later).test_client()
+    sign_in(client)
+    page = client.get(f"/admin/people/{ada.id}").get_data(as_text=True)
+    assert "<td>invite-cancel</td><td>Cancelled: Workshop</td>" in page
+    assert "<td>invite-update</td><td>New time for step 2: Workshop</td>" in page

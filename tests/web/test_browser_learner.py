@@ -200,7 +200,7 @@ def test_a_manager_confirms_a_feedback_step(settings, session, engine, now):
         assert "We talked after the review." in card.inner_text()
         assert "On track" in card.inner_text()
         olu_card = page.locator(f"#person-{olu.id}").inner_text()
-        assert "Overdue" in olu_card or "Behind" in olu_card
+        assert "Escalated" in olu_card or "Behind" in olu_card
         shot(page, "manager-team.png")
         card.get_by_role("button", name=re.compile("Confirm it's done")).click()
         page.wait_for_load_state()

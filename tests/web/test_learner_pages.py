@@ -186,7 +186,7 @@ def test_the_me_page_shows_done_due_overdue_and_coming_up_in_the_learners_zone(
     assert response.status_code == 200
     assert "Overdue (1)" in text
     # Sent Wednesday 3 March, due two working days later: Friday 5 March, local.
-    assert "was due Friday 5 March (1 working day ago)" in text
+    assert "was due Friday 5 March (1 working day overdue)" in text
     assert "Coming up (1)" in text
     # Day 5 from Monday 1 March is Monday 8 March in Auckland (Sunday 7 March in UTC).
     assert "Reflect · arrives Monday 8 March" in text
@@ -300,12 +300,24 @@ def test_a_manager_chooses_weekly_digests(settings, session, now):
     assert fresh(session, boss).digest_every == "week"
 
 
-def test_rfc8058_one_click_on_the_digest_makes_it_weekly(settings, session, now):
+def test_rfc8058_one_click_on_the_digest_stops_it(settings, session, now):
     boss = make_person(session, email="boss@example.com", name="Sam Boss")
     client = app_for(settings, now).test_client()
     url = "/prefs/" + tokens.make_token(settings, "prefs", boss.id)
-    assert client.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 200
-    assert fresh(session, boss).digest_every == "week"
+    response = client.post(url, data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200 and "Stopped: no more team digests" in response.text
+    assert fresh(session, boss).digest_every == "never"
+
+
+def test_a_manager_stops_digests_and_the_page_says_who_hears_instead(settings, session, now):
+    boss = make_person(session, email="boss@example.com", name="Sam Boss")
+    client = app_for(settings, now).test_client()
+    url = "/prefs/" + tokens.make_token(settings, "prefs", boss.id)
+    page = client.get(url)
+    assert 'value="never"' in page.text and "your own manager is told instead" in page.text
+    response = client.post(url, data={"csrf_token": csrf_token(page.text), "every": "never"})
+    assert "Stopped: no more team digests" in response.text
+    assert fresh(session, boss).digest_every == "never"
 
 
 def test_an_unknown_digest_choice_is_refused(settings, session, now):

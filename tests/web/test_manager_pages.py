@@ -84,17 +84,19 @@ def team_url(settings, person) -> str:
     return "/team/" + tokens.make_token(settings, "team", person.id)
 
 
-def test_a_manager_sees_each_report_on_track_behind_or_overdue(settings, org):
+def test_a_manager_sees_each_report_on_track_behind_or_escalated_in_glossary_words(settings, org):
     response = app_for(settings, THURSDAY).test_client().get(team_url(settings, org["max"]))
     assert response.status_code == 200
     cards = member_cards(response)
     assert "Basics On track" in cards["Ada Lovelace"]
     # Due Wednesday 09:00; Thursday's send time has passed: one working day.
-    assert "Basics Behind · 1 working day" in cards["Bo Diddley"]
+    assert "Basics Behind by 1 working day" in cards["Bo Diddley"]
     # Due the Thursday before: Fri, Mon, Tue, Wed, Thu.
-    assert "Basics Overdue · 5 working days" in cards["Cy Twombly"]
-    assert "overdue by 5 working days, was due Thursday 25 February" in cards["Cy Twombly"]
-    assert "1 overdue 1 behind 1 on track" in page_text(response)
+    assert "Basics Escalated · behind by 5 working days" in cards["Cy Twombly"]
+    assert "5 working days overdue, was due Thursday 25 February" in cards["Cy Twombly"]
+    assert "1 escalated 1 behind 1 on track" in page_text(response)
+    # The terms are defined once, on the page.
+    assert page_text(response).count("Escalated a learner behind by at least") == 1
 
 
 def member_cards(response) -> dict[str, str]:

@@ -29,7 +29,16 @@ from nudger.mail.context import (
 )
 from nudger.mail.mime import build_message, make_message_id, unsubscribe_headers
 from nudger.mail.render import render
-from nudger.models import Enrolment, EnrolmentStep, EscalationEvent, Journey, Outbox, Person, Step
+from nudger.models import (
+    NO_DIGEST,
+    Enrolment,
+    EnrolmentStep,
+    EscalationEvent,
+    Journey,
+    Outbox,
+    Person,
+    Step,
+)
 from nudger.schedule import JourneyPlan
 
 
@@ -188,6 +197,13 @@ def _groups(
         item = {"title": step.title, "days_overdue": late, "confirm_url": confirm_url}
         items[enrolment.id].append({**item, "position": step.position})
         whose[enrolment.id] = (enrolment, learner)
+    # Whose manager stopped the digest: they were passed up to this recipient.
+    managers = {learner.manager_id for _, learner in whose.values() if learner.manager_id}
+    stopped = set(
+        session.exec(
+            select(Person.id).where(Person.id.in_(managers), Person.digest_every == NO_DIGEST)
+        )
+    )
     groups = []
     for enrolment_id, entries in items.items():
         enrolment, learner = whose[enrolment_id]
@@ -200,6 +216,7 @@ def _groups(
                 "journey_title": journeys[enrolment.journey_id].title,
                 "days_behind": max(item["days_overdue"] for item in entries),
                 "last_activity": _local_day(activity, learner.timezone),
+                "manager_stopped_digest": learner.manager_id in stopped,
                 "steps": entries,
             }
         )

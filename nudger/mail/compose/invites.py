@@ -26,7 +26,7 @@ from nudger.mail.context import (
 )
 from nudger.mail.invites import InviteEvent, Method, build_invites, make_uid
 from nudger.mail.mime import build_message, make_message_id
-from nudger.mail.render import render
+from nudger.mail.render import render, render_subject
 from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
 
 # Why an invite is cancelled, most telling first: one email gives one reason.
@@ -81,6 +81,21 @@ def compose_invite_cancel(
     ctx = _ctx(settings, enrolment, person, journey, steps, me=reason != "withdrawn")
     ctx["reason"] = reason
     return _message(settings, row, now, "invite-cancel", "CANCEL", ctx, person, journey, pairs)
+
+
+def invite_subject(session: Session, row: Outbox) -> str:
+    """Return the subject an invite row's email has, or would have had had it gone out.
+
+    A row never sent has no subject recorded (a cancel called off by a resume,
+    one still queued); the console still names what it is about.
+    """
+    loaded = _load(session, row)
+    if loaded is None or not loaded[3]:
+        return ""
+    _, person, journey, pairs = loaded
+    steps = [{"title": s.title, "key": s.key, "position": s.position + 1} for _, s in pairs]
+    ctx = {"person": person_ctx(person), "journey": journey_ctx(journey), "steps": steps}
+    return render_subject(row.kind, ctx)
 
 
 def cancel_reason(enrolment: Enrolment, es: EnrolmentStep, step: Step) -> str | None:

@@ -28,6 +28,7 @@ from nudger.models import AdminUser
 from nudger.queue import redis_connection
 from nudger.web import db, error_page, settings
 from nudger.web.admin import client_ip, clock, current_admin, safe_next, sign_in
+from nudger.wording import ngettext
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ def _too_many(wait: int):
         429,
         "Too many attempts",
         f"Sign-in is locked for this account or network after {LOGIN_LIMIT} failed "
-        f"attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+        "attempts. "
+        + ngettext("Try again in %(num)d minute.", "Try again in %(num)d minutes.", minutes),
     )
 
 
