@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g, render_template
+import re
+
+from flask import Flask, abort, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlmodel import Session
+from werkzeug.exceptions import BadRequest
+from werkzeug.routing import IntegerConverter
 
 from nudger.config import Settings
 
 csrf = CSRFProtect()
+
+# Ids are 64-bit signed integers in every database we run on; SQLite's driver
+# raises OverflowError on anything larger, so larger numbers must not get that far.
+MAX_ID = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+class DatabaseId(IntegerConverter):
+    """`<int:...>` in a URL: a non-negative integer no larger than a database id.
+
+    Registered as the app's `int` converter, so every integer route is bounded,
+    including ones added later: a larger number matches no route (404).
+    """
+
+    def __init__(self, map, fixed_digits: int = 0, min: int | None = None, max: int = MAX_ID):
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max)
+
+
+def id_arg(name: str) -> int | None:
+    """Return query argument `name` as a database id, None when absent; 400 when it is not one."""
+    value = request.args.get(name, "")
+    if not value:
+        return None
+    if not _DIGITS.fullmatch(value) or int(value) > MAX_ID:
+        abort(400, f"The address has a bad value for {name!r}: it must be a number.")
+    return int(value)
 
 
 def settings() -> Settings:
@@ -47,6 +77,8 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
+    # Before any blueprint: converters are bound when a route is added.
+    app.url_map.converters["int"] = DatabaseId
     csrf.init_app(app)
     app.jinja_env.filters["markdown"] = markdown_filter
     app.teardown_appcontext(_close_db)
@@ -66,6 +98,10 @@ def init_app(app: Flask) -> None:
             "This form has expired",
             "Nothing was changed. Go back, reload the page and press the button again.",
         )
+
+    @app.errorhandler(BadRequest)
+    def bad_request(exc: BadRequest):
+        return error_page(400, "Bad request", exc.description or "This address is not valid.")
 
     @app.errorhandler(404)
     def not_found(_exc):

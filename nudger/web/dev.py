@@ -14,7 +14,7 @@ from sqlmodel import select
 from nudger.mail.render import KINDS
 from nudger.mail.view import framed_html, read
 from nudger.models import CapturedMail
-from nudger.web import db, settings
+from nudger.web import db, id_arg, settings
 
 bp = Blueprint("dev", __name__)
 
@@ -39,7 +39,7 @@ def only_when_capturing():
 def outbox_list():
     kind = request.args.get("kind", "")
     to = request.args.get("to", "").strip().lower()
-    before = request.args.get("before", type=int)
+    before = id_arg("before")
     query = select(CapturedMail)
     if kind:
         query = query.where(CapturedMail.kind == kind)

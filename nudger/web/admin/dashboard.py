@@ -8,7 +8,7 @@ from sqlmodel import select
 from nudger.insights import charts, dashboard, ledger
 from nudger.insights.reports import progress
 from nudger.models import AuditLog, Journey
-from nudger.web import db
+from nudger.web import db, id_arg
 from nudger.web.admin import clock
 from nudger.web.admin.csv import csv_download
 
@@ -49,8 +49,10 @@ def index():
             "stalls": charts.hbars(
                 "stalls",
                 "Steps people are stuck on now (sent, past due, not done)",
-                [(f"{s.position + 1}. {s.title}", s.stuck, f"{s.stuck} stuck") for s in
-                 detail.stalls(10)],
+                [
+                    (f"{s.position + 1}. {s.title}", s.stuck, f"{s.stuck} stuck")
+                    for s in detail.stalls(10)
+                ],
                 colour="stall",
             ),
         }
@@ -119,7 +121,7 @@ def progress_csv():
 
 @bp.get("/audit")
 def audit():
-    before = request.args.get("before", type=int)
+    before = id_arg("before")
     query = select(AuditLog)
     if request.args.get("actor"):
         query = query.where(AuditLog.actor == request.args["actor"].strip().lower())
@@ -128,6 +130,9 @@ def audit():
     rows = list(db().exec(query.order_by(AuditLog.id.desc()).limit(AUDIT_PAGE + 1)))
     next_before = rows[AUDIT_PAGE - 1].id if len(rows) > AUDIT_PAGE else None
     return render_template(
-        "admin/audit.html", rows=rows[:AUDIT_PAGE], before=before, next_before=next_before,
+        "admin/audit.html",
+        rows=rows[:AUDIT_PAGE],
+        before=before,
+        next_before=next_before,
         actor=request.args.get("actor", ""),
     )
