@@ -1,4 +1,4 @@
-"""Blueprints and what every request shares: settings, a database session."""
+"""Blueprints and what every request shares: settings, a database session, headers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,23 @@ from nudger.config import Settings
 
 csrf = CSRFProtect()
 
+# Every page: nothing from other sites, no inline script or style, never framed
+# by another site (clickjacking a "Mark as done" or admin button). The pages
+# that are framed on purpose (the emails shown in /outbox and the console's
+# previews) set their own, stricter policy with frame-ancestors 'self'.
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; "
+    "object-src 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    # Tokens are in our URLs: never send them to other sites. Same-origin
+    # requests keep the Referer, which Flask-WTF checks on HTTPS POSTs.
+    "Referrer-Policy": "same-origin",
+}
 # Ids are 64-bit signed integers in every database we run on; SQLite's driver
 # raises OverflowError on anything larger, so larger numbers must not get that far.
 MAX_ID = 2**63 - 1
@@ -71,10 +88,10 @@ def init_app(app: Flask) -> None:
     from nudger.web import admin, dev, health, learner, links, manager, prefs
 
     @app.after_request
-    def referrer_policy(response):
-        # Tokens are in our URLs: never send them to other sites. Same-origin
-        # requests keep the Referer, which Flask-WTF checks on HTTPS POSTs.
-        response.headers.setdefault("Referrer-Policy", "same-origin")
+    def security_headers(response):
+        # setdefault: a view that sets its own policy (a framed email) keeps it.
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
         return response
 
     # Before any blueprint: converters are bound when a route is added.

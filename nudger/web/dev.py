@@ -21,10 +21,12 @@ bp = Blueprint("dev", __name__)
 PAGE = 50
 # The email's HTML runs in a sandbox: no scripts, no forms, no same-origin
 # access, nothing fetched; a click on a link (the "Mark as done" button)
-# opens a new, unsandboxed tab, as a mail client would.
+# opens a new, unsandboxed tab, as a mail client would. Only /outbox's own
+# page may frame it (every other page refuses to be framed at all).
 FRAME_POLICY = (
     "sandbox allow-popups allow-popups-to-escape-sandbox; "
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'"
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "frame-ancestors 'self'"
 )
 IFRAME_SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
 
@@ -97,7 +99,7 @@ def outbox_html(mail_id: int):
     return Response(
         framed_html(html),
         mimetype="text/html",
-        headers={"Content-Security-Policy": FRAME_POLICY, "X-Content-Type-Options": "nosniff"},
+        headers={"Content-Security-Policy": FRAME_POLICY, "X-Frame-Options": "SAMEORIGIN"},
     )
 
 
