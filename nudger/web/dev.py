@@ -15,6 +15,7 @@ from nudger.mail.render import KINDS
 from nudger.mail.view import framed_html, read
 from nudger.models import CapturedMail
 from nudger.web import db, id_arg, settings
+from nudger.web.downloads import attachment
 
 bp = Blueprint("dev", __name__)
 
@@ -105,11 +106,7 @@ def outbox_html(mail_id: int):
 
 @bp.get("/outbox/<int:mail_id>.eml")
 def outbox_raw(mail_id: int):
-    return Response(
-        _mail(mail_id).raw,
-        mimetype="message/rfc822",
-        headers={"Content-Disposition": f'attachment; filename="nudger-{mail_id}.eml"'},
-    )
+    return attachment(_mail(mail_id).raw, "message/rfc822", f"nudger-{mail_id}.eml")
 
 
 @bp.get("/outbox/<int:mail_id>.ics")
@@ -119,11 +116,7 @@ def outbox_ics(mail_id: int, number: int = 1):
     if not 1 <= number <= len(invites):
         abort(404)
     suffix = "" if number == 1 else f"-{number}"
-    return Response(
-        invites[number - 1].ics,
-        mimetype="text/calendar",
-        headers={"Content-Disposition": f'attachment; filename="nudger-{mail_id}{suffix}.ics"'},
-    )
+    return attachment(invites[number - 1].ics, "text/calendar", f"nudger-{mail_id}{suffix}.ics")
 
 
 def _mail(mail_id: int) -> CapturedMail:
