@@ -44,8 +44,8 @@ class DatabaseId(IntegerConverter):
     including ones added later: a larger number matches no route (404).
     """
 
-    def __init__(self, map, fixed_digits: int = 0, min: int | None = None, max: int = MAX_ID):
-        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max)
+    def __init__(self, map, *args, max: int = MAX_ID, **kwargs) -> None:
+        super().__init__(map, *args, max=min(max, MAX_ID), **kwargs)
 
 
 def id_arg(name: str) -> int | None:
