@@ -29,7 +29,7 @@ MESSY = (
     "not-an-email;Bob;Smith;;giving-feedback;2030-03-04;;\r\n"
     "carol@example.com;Carol;;;no-such-journey;2030-03-04;;\r\n"
     "dan@example.com;Dan;Brown;dan@example.com;giving-feedback;04/03/2030;Mars/Olympus;ZZ\r\n"
-    "=HYPERLINK(\"http://evil\");Eve;;;giving-feedback;;;\r\n"
+    '=HYPERLINK("http://evil");Eve;;;giving-feedback;;;\r\n'
     "\r\n"
 ).encode()
 FIXED = (
