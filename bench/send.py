@@ -292,7 +292,7 @@ def run_nudger(
 
 def _sample_message(session: Session, url: str, tmp: Path) -> bytes:
     """Compose one of the sent messages again, byte for byte as the worker built it."""
-    from nudger.mail.compose.steps import compose
+    from nudger.mail.compose import compose
     from nudger.outbox.transport.smtp_data import wire
 
     settings = load_settings(

@@ -9,7 +9,7 @@ import gc
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,7 @@ class NudgerGroup(click.Group):
 
 
 @click.group(cls=NudgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nudger", message="nudger %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 def main(verbose: bool) -> None:
     """Nudger: learning journeys delivered step by step, by email."""
@@ -262,62 +263,104 @@ def import_(
 @pass_ctx
 def tick(ctx: Context, now_text: str | None, no_enqueue: bool, as_json: bool) -> None:
     """Decide and enqueue all work due at `now`."""
+    from nudger.summaries import describe_tick
     from nudger.tick.run import tick as run_tick
 
     _freeze_imports()
     now = parse_now(now_text)
     with ctx.session() as session:
         counts = run_tick(session, ctx.settings, now, enqueue=not no_enqueue)
-    summary = ", ".join(f"{k}: {v}" for k, v in counts.items() if v) or "nothing due"
-    emit(as_json, {"now": now.isoformat(), **counts}, f"Tick at {now.isoformat()}: {summary}")
+    emit(as_json, {"now": now.isoformat(), **counts}, describe_tick(now, counts, not no_enqueue))
 
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Drain the queues and exit.")
+@json_option
 @pass_ctx
-def worker(ctx: Context, burst: bool) -> None:
-    """Run an RQ worker on Nudger's queues."""
+def worker(ctx: Context, burst: bool, as_json: bool) -> None:
+    """Run an RQ worker on Nudger's queues; Ctrl-C stops it after the job in hand."""
     from nudger.queue import QUEUES, queue, redis_connection
+    from nudger.serving import until_stopped
+    from nudger.summaries import describe_sending, plural
     from workers.jobs import warm_up
     from workers.worker import NudgerWorker
 
     settings = ctx.mail_settings()
-    # Templates compiled once, here: send jobs run in this process, and every
-    # other job's forked work horse inherits them.
-    warm_up()
-    _freeze_imports()
-    conn = redis_connection(settings)
-    w = NudgerWorker([queue(settings, q) for q in QUEUES], connection=conn)
-    w.work(burst=burst, logging_level="INFO" if not burst else "WARNING")
+    w: NudgerWorker | None = None
+    with until_stopped():
+        # Templates compiled once, here: send jobs run in this process, and every
+        # other job's forked work horse inherits them.
+        warm_up()
+        _freeze_imports()
+        conn = redis_connection(settings)
+        w = NudgerWorker([queue(settings, q) for q in QUEUES], connection=conn)
+        w.work(burst=burst, logging_level="INFO" if not burst else "WARNING")
+    tally = w.tally if w is not None else {}
+    emails = {k.removeprefix("emails_"): v for k, v in tally.items() if k.startswith("emails_")}
+    jobs, failed_jobs = tally.get("jobs", 0), tally.get("failed_jobs", 0)
+    emit(
+        as_json,
+        {"burst": burst, "jobs": jobs, "failed_jobs": failed_jobs, "emails": emails},
+        f"{'Queues drained' if burst else 'Worker stopped'}: {plural(jobs, 'job')} done, "
+        f"{failed_jobs} failed; {describe_sending(emails)}.",
+    )
 
 
 @main.command()
+@json_option
 @pass_ctx
-def clock(ctx: Context) -> None:
+def clock(ctx: Context, as_json: bool) -> None:
     """Run the tick every minute. Run exactly one clock."""
+    from collections import Counter
+
+    from nudger.serving import until_stopped
+    from nudger.summaries import plural
     from workers.clock import run_forever
 
     settings = ctx.mail_settings()  # what it queues is for workers that send it
     logging.getLogger("nudger").setLevel(logging.INFO)
-    click.echo("Clock started: ticking every minute (Ctrl-C to stop).")
-    run_forever(settings)
+    click.echo("Clock started: ticking every minute (Ctrl-C to stop).", err=as_json)
+    totals: Counter[str] = Counter()
+    with until_stopped():
+        run_forever(settings, totals=totals)
+    ticks, failed = totals.pop("ticks", 0), totals.pop("failed_ticks", 0)
+    human = (
+        f"Clock stopped after {plural(ticks, 'tick')}: "
+        f"{plural(totals.get('enqueued', 0), 'email')} queued for sending"
+        + (f"; {failed} failed (see the log above)" if failed else "")
+        + "."
+    )
+    emit(as_json, {"ticks": ticks, "failed_ticks": failed, **dict(sorted(totals.items()))}, human)
+
+
+port_option = click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@port_option
+@json_option
 @pass_ctx
-def web(ctx: Context, host: str, port: int) -> None:
+def web(ctx: Context, host: str, port: int, as_json: bool) -> None:
     """Serve the web app (development server; use gunicorn nudger.wsgi:app in production)."""
-    from nudger import create_app
+    from werkzeug.serving import make_server
 
+    from nudger import create_app
+    from nudger.serving import must_listen, until_stopped
+
+    must_listen(host, port, "web")
     settings = capture_mail_unless_set(ctx.settings)
     if settings.smtp_url != ctx.settings.smtp_url:
         click.echo(
             f"NUDGER_SMTP_URL is not set: mail is captured, not sent, and shown at "
-            f"http://{host}:{port}/outbox (development only)."
+            f"http://{host}:{port}/outbox (development only).",
+            err=as_json,
         )
-    create_app(settings).run(host=host, port=port)
+    with until_stopped():
+        server = make_server(host, port, create_app(settings), threaded=True)
+        url = f"http://{host}:{port}"
+        emit(as_json, {"url": url}, f"Serving {url} (development server; Ctrl-C stops).")
+        server.serve_forever()
 
 
 @main.command()
@@ -330,15 +373,25 @@ def web(ctx: Context, host: str, port: int) -> None:
     show_default=True,
 )
 @click.option("--now", "now_text", help="Report as of this time (ISO 8601).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (--format json).")
 @pass_ctx
-def report(ctx: Context, journey_slug: str | None, fmt: str, now_text: str | None) -> None:
+def report(
+    ctx: Context, journey_slug: str | None, fmt: str, now_text: str | None, as_json: bool
+) -> None:
     """Progress of every enrolment, step by step."""
-    from nudger.insights.reports import as_csv, as_table, progress
+    from nudger.insights.reports import as_csv, as_table, journey_slugs, progress
 
+    if as_json and fmt not in ("table", "json"):
+        raise click.UsageError(f"--json and --format {fmt} ask for two formats; choose one")
     now = parse_now(now_text)
     with ctx.session() as session:
+        if journey_slug:
+            known = journey_slugs(session)
+            if journey_slug not in known:
+                listed = ", ".join(known) or "none yet (load them with `nudger journeys sync`)"
+                raise Rejected(f"no journey {journey_slug!r}; the journeys are: {listed}")
         rows = progress(session, now, journey_slug)
-        if fmt == "json":
+        if as_json or fmt == "json":
             click.echo(json.dumps({"enrolments": list(rows)}))
         elif fmt == "csv":
             click.echo(as_csv(rows), nl=False)
@@ -386,6 +439,76 @@ _enrolment_command("resume", "Resume a paused enrolment; pending steps move by t
 _enrolment_command("withdraw", "Withdraw an enrolment: stop everything, cancel pending invites.")
 
 
+@main.command()
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Erase without asking for confirmation.")
+@json_option
+@pass_ctx
+def erase(ctx: Context, email: str, yes: bool, as_json: bool) -> None:
+    """Erase a person's personal data; their anonymous progress stays in the counts."""
+    from nudger.privacy import erasure
+
+    now = utcnow()
+    with ctx.session() as session:
+        try:
+            person = erasure.find_person(session, email)
+        except erasure.PersonNotFound:
+            raise Rejected(f"no person has the address {email.strip()!r}; nothing erased") from None
+        plan = erasure.describe_erasure(session, person.id)
+        if plan.already_erased:
+            emit(
+                as_json,
+                {"erased": False, **plan.to_json()},
+                f"Person {plan.person_id}'s personal data was already erased "
+                f"on {plan.erased_at:%Y-%m-%d %H:%M} UTC; nothing changed.",
+            )
+            return
+        if not yes:
+            # The plan goes to stderr so that --json keeps stdout to one object.
+            click.echo(f"Erasing person {plan.person_id} removes:", err=True)
+            for line in plan.describe():
+                click.echo(f"  {line}", err=True)
+            if not click.confirm("Erase this person's personal data?", err=True):
+                raise Rejected("nothing erased")
+        done = erasure.erase_person(session, person.id, actor="cli", now=now)
+    lines = [f"Erased person {done.person_id}'s personal data:"]
+    lines += [f"  {line}" for line in done.describe()]
+    emit(as_json, {"erased": True, **done.to_json()}, "\n".join(lines))
+
+
+@main.command()
+@click.option("--now", "now_text", help="Prune as if it were this time (ISO 8601).")
+@json_option
+@pass_ctx
+def prune(ctx: Context, now_text: str | None, as_json: bool) -> None:
+    """Delete stored copies and subjects of mail older than NUDGER_RETAIN_MAIL_DAYS."""
+    from nudger.privacy.retention import prune_mail
+
+    now, days = parse_now(now_text), ctx.settings.retain_mail_days
+    if days < 1:
+        emit(
+            as_json,
+            {"now": now.isoformat(), "retain_mail_days": days, "stored_copies": 0, "subjects": 0},
+            f"NUDGER_RETAIN_MAIL_DAYS is {days}: stored mail is kept; nothing pruned.",
+        )
+        return
+    with ctx.session() as session:
+        pruned = prune_mail(session, now, days)
+    cutoff = now - timedelta(days=days)
+    emit(
+        as_json,
+        {
+            "now": now.isoformat(),
+            "retain_mail_days": days,
+            "stored_copies": pruned.stored_copies,
+            "subjects": pruned.subjects,
+        },
+        f"Pruned mail older than {days} days (before {cutoff:%Y-%m-%d %H:%M} UTC): "
+        f"{pruned.stored_copies} stored copies deleted, {pruned.subjects} subjects removed; "
+        "the ledger rows stay.",
+    )
+
+
 @main.command("create-admin")
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
@@ -393,12 +516,27 @@ _enrolment_command("withdraw", "Withdraw an enrolment: stop everything, cancel p
 @pass_ctx
 def create_admin(ctx: Context, email: str, password_stdin: bool, as_json: bool) -> None:
     """Create an admin user (or set a new password for one)."""
-    from nudger.admins import AdminError, create_or_update_admin
+    from nudger.admins import AdminError, admin_email, check_new_password, create_or_update_admin
+
+    try:
+        admin_email(email)  # a typo in the address is said before any password is asked
+    except AdminError as exc:
+        raise Rejected(str(exc)) from None
+
+    def acceptable(password: str) -> str:
+        try:
+            check_new_password(password)
+        except AdminError as exc:
+            raise click.UsageError(f"{exc}; try again") from None
+        return password
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        # Checked as soon as it is typed, not after typing it twice.
+        password = click.prompt(
+            "Password", hide_input=True, confirmation_prompt=True, value_proc=acceptable, err=True
+        )
     with ctx.session() as session:
         try:
             created = create_or_update_admin(session, email, password, utcnow())
@@ -414,13 +552,35 @@ def create_admin(ctx: Context, email: str, password_stdin: bool, as_json: bool) 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@port_option
 @click.option("--no-browser-hint", is_flag=True, hidden=True)
-def demo(host: str, port: int, no_browser_hint: bool) -> None:
+@click.option(
+    "--instance-path",
+    type=click.Path(file_okay=False, path_type=Path),
+    hidden=True,
+    help="Keep the demo's data here instead of instance/demo.",
+)
+@json_option
+def demo(
+    host: str, port: int, no_browser_hint: bool, instance_path: Path | None, as_json: bool
+) -> None:
     """Run everything in one process on the embedded default, with example data."""
-    from nudger.demo import run_demo
+    import contextlib
 
-    run_demo(host, port)
+    from nudger.demo import run_demo
+    from nudger.serving import must_listen, until_stopped
+
+    must_listen(host, port, "demo")  # before minutes of set-up, not after
+
+    def ready(urls: dict[str, str]) -> None:
+        if as_json:
+            click.echo(json.dumps(urls), file=out)
+
+    out = sys.stdout
+    # With --json, stdout carries only the JSON object; the words go to stderr.
+    words = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    with until_stopped(), words:
+        run_demo(host, port, instance_path=instance_path, on_ready=ready)
 
 
 if __name__ == "__main__":

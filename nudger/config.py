@@ -46,6 +46,7 @@ class Settings:
     batch_size: int = 100
     send_lease_seconds: int = 300
     max_attempts: int = 6
+    retain_mail_days: int = 180  # stored copies of sent mail older than this are pruned; 0: kept
     testing: bool = False
 
     @property
@@ -123,6 +124,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         "batch_size": int(env.get("NUDGER_BATCH_SIZE", "100")),
         "send_lease_seconds": int(env.get("NUDGER_SEND_LEASE_SECONDS", "300")),
         "max_attempts": int(env.get("NUDGER_MAX_ATTEMPTS", "6")),
+        "retain_mail_days": int(env.get("NUDGER_RETAIN_MAIL_DAYS", "180")),
     }
     values.update(overrides)
     if not values["secret_key"]:

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlmodel import Session, select
@@ -20,14 +24,17 @@ from sqlmodel import Session, select
 from nudger.config import ROOT, Settings, load_settings
 from nudger.db import get_engine, utcnow
 
+if TYPE_CHECKING:
+    from rq import SimpleWorker
+
 DEMO_ADMIN = ("admin@example.com", "demo-password")
 HISTORY = timedelta(days=14)
 STEP = timedelta(minutes=30)
 
 
-def demo_settings(host: str, port: int) -> Settings:
+def demo_settings(host: str, port: int, instance: Path | None = None) -> Settings:
     """Force the embedded default into a folder of its own, for this process and its jobs."""
-    instance = ROOT / "instance" / "demo"
+    instance = (instance or ROOT / "instance" / "demo").absolute()
     env = {
         "NUDGER_INSTANCE_PATH": str(instance),
         "NUDGER_DATABASE_URL": f"sqlite:///{instance / 'nudger.db'}",
@@ -79,8 +86,34 @@ def replay_history(settings: Settings, start: datetime, end: datetime) -> None:
             now += STEP
 
 
-def run_demo(host: str, port: int) -> None:
-    """Set up the demo, then serve it until Ctrl-C."""
+def drain(worker: SimpleWorker) -> None:
+    """Send what is queued, then hand Ctrl-C and SIGTERM back to the demo.
+
+    RQ's worker installs its own handlers and leaves them behind: a later
+    Ctrl-C would raise its StopRequested in the demo's loop. One that arrives
+    during a job lets the job finish, then stops the demo.
+    """
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker.work(burst=True, logging_level="WARNING")
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    if worker._stop_requested:  # RQ has no public flag for a warm shutdown asked for
+        raise KeyboardInterrupt
+
+
+def run_demo(
+    host: str,
+    port: int,
+    *,
+    instance_path: Path | None = None,
+    on_ready: Callable[[dict[str, str]], None] | None = None,
+) -> None:
+    """Set up the demo, then serve it until Ctrl-C (or SIGTERM: see nudger.serving).
+
+    `on_ready` gets the demo's addresses once it serves them.
+    """
     from rq import SimpleWorker
     from werkzeug.serving import make_server
 
@@ -93,7 +126,7 @@ def run_demo(host: str, port: int) -> None:
     from nudger.roster import import_roster
     from nudger.tick.run import tick
 
-    settings = demo_settings(host, port)
+    settings = demo_settings(host, port, instance_path)
     # A fresh demo every time: nobody should debug last week's demo data.
     for suffix in ("", "-wal", "-shm"):
         (settings.instance_path / f"nudger.db{suffix}").unlink(missing_ok=True)
@@ -119,29 +152,47 @@ def run_demo(host: str, port: int) -> None:
             raise click.ClickException(f"demo learners rejected: {result.errors}")
     click.echo(f"Replaying the last {HISTORY.days} days for {result.rows} learners ...")
     replay_history(settings, start, real_now)
+    conn = redis_connection(settings)
+    conn.flushdb()  # jobs left by an earlier demo name rows of the database just replaced
     with Session(engine, expire_on_commit=False) as session:
         tick(session, settings, real_now)  # enqueues everything written during the replay
-    conn = redis_connection(settings)
     worker = SimpleWorker([queue(settings, q) for q in QUEUES], connection=conn)
-    worker.work(burst=True, logging_level="WARNING")
+    drain(worker)
 
     app = create_app(settings)
-    server = make_server(host, port, app, threaded=True)
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as exc:  # taken since `nudger demo` checked it
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror}; choose another port with --port"
+        ) from None
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = settings.base_url
     click.echo(
         "\nNudger demo is running.\n"
+        f"  Start here:     {base}/\n"
         f"  Captured mail:  {base}/outbox   (open a step email and press 'Mark as done')\n"
         f"  Admin console:  {base}/admin    ({DEMO_ADMIN[0]} / {DEMO_ADMIN[1]})\n"
         f"  Health:         {base}/healthz\n"
         "The clock ticks every minute and the worker sends what is due. Ctrl-C stops.\n"
     )
+    if on_ready is not None:
+        on_ready(
+            {
+                "url": base,
+                "outbox": f"{base}/outbox",
+                "admin": f"{base}/admin",
+                "admin_email": DEMO_ADMIN[0],
+                "admin_password": DEMO_ADMIN[1],
+                "health": f"{base}/healthz",
+            }
+        )
     try:
         while True:
             time.sleep(60 - time.time() % 60)
             with Session(engine, expire_on_commit=False) as session:
                 counts = tick(session, settings, utcnow())
-            worker.work(burst=True, logging_level="WARNING")
+            drain(worker)
             sent = {k: v for k, v in counts.items() if v and k != "enrolments"}
             if sent:
                 click.echo(f"{datetime.now():%H:%M} tick: {sent}")

@@ -20,6 +20,17 @@ def _ts(**kw: Any) -> Any:
     return Field(sa_type=UTCDateTime, **kw)
 
 
+# An erased person's address is a placeholder under this reserved domain (RFC 6761):
+# unique like any address, and no mail is ever sent there.
+PLACEHOLDER_DOMAIN = "invalid"
+
+
+def is_placeholder_address(email: str) -> bool:
+    """True for an address under the reserved `.invalid` domain."""
+    domain = email.rpartition("@")[2].lower()
+    return domain == PLACEHOLDER_DOMAIN or domain.endswith("." + PLACEHOLDER_DOMAIN)
+
+
 class Person(SQLModel, table=True):
     """A learner, a manager, or both: anyone Nudger emails."""
 
@@ -32,6 +43,8 @@ class Person(SQLModel, table=True):
     digest_every: str | None = Field(default=None, max_length=8)  # a manager's own choice
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
+    # Set when their personal data was erased (nudger.privacy); the row stays for the counts.
+    erased_at: datetime | None = _ts(default=None)
 
 
 class Journey(SQLModel, table=True):
@@ -148,7 +161,17 @@ class EnrolmentStep(SQLModel, table=True):
 class Outbox(SQLModel, table=True):
     """One row per message; the dedupe key makes deciding twice harmless."""
 
-    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_state_next", "state", "next_attempt_at"),
+        # Rows whose subject retention has not pruned yet, oldest first: the
+        # hourly prune reads only what it will change, however long the ledger.
+        Index(
+            "ix_outbox_retained",
+            "created_at",
+            sqlite_where=text("subject IS NOT NULL"),
+            postgresql_where=text("subject IS NOT NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     dedupe_key: str = Field(max_length=200, unique=True)
@@ -199,6 +222,28 @@ class AdminUser(SQLModel, table=True):
     totp_secret: str | None = Field(default=None, max_length=64)
     created_at: datetime = _ts(default_factory=utcnow)
     last_login_at: datetime | None = _ts(default=None)
+
+
+class AdminSession(SQLModel, table=True):
+    """A signed-in console. The cookie holds a random token whose hash is kept here,
+    so ending the row ends every copy of the cookie."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)  # sha256 hex: a leaked table opens nothing
+    admin_id: int = Field(foreign_key="adminuser.id", index=True)
+    ip: str = Field(default="", max_length=64)
+    created_at: datetime = _ts()
+    last_seen_at: datetime = _ts()
+    expires_at: datetime = _ts()
+    revoked_at: datetime | None = _ts(default=None)
+
+
+class LoginCount(SQLModel, table=True):
+    """Sign-in attempts of one IP or email in its window, counted here only when Redis is down."""
+
+    key: str = Field(primary_key=True, max_length=340)  # "ip:<address>" or "email:<address>"
+    window_start: datetime = _ts()
+    attempts: int = 0
 
 
 class AuditLog(SQLModel, table=True):

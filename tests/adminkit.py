@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -56,9 +57,7 @@ def token(client: FlaskClient, path: str = "/admin/login") -> str:
     return match.group(1)
 
 
-def sign_in(
-    client: FlaskClient, email: str = "admin@example.com", password: str = PASSWORD
-):
+def sign_in(client: FlaskClient, email: str = "admin@example.com", password: str = PASSWORD):
     """Sign in through the login form; return the response to the POST."""
     return client.post(
         "/admin/login",
@@ -70,6 +69,17 @@ def post(client: FlaskClient, path: str, data: dict | None = None, **kw):
     """POST a console form with the session's CSRF token, as the browser does."""
     return client.post(path, data={**(data or {}), "csrf_token": token(client, "/admin/account")},
                        **kw)  # fmt: skip
+
+
+def enable_totp(client, now) -> str:
+    """Turn on two-step sign-in from the account page; return the secret."""
+    post(client, "/admin/account/totp/start")
+    page = client.get("/admin/account").get_data(as_text=True)
+    secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page).group(1)
+    assert "<svg" in page  # the QR code, drawn on the server
+    response = post(client, "/admin/account/totp/confirm", {"code": pyotp.TOTP(secret).at(now)})
+    assert response.status_code == 302
+    return secret
 
 
 def daily_ticks(session: Session, settings: Settings, start: datetime, days: int, after=None):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
+import psutil
 import pytest
 from sqlalchemy import text
 from sqlmodel import Session, SQLModel
@@ -16,6 +17,8 @@ from sqlmodel import Session, SQLModel
 from nudger import models  # noqa: F401  (registers the tables)
 from nudger.config import Settings, load_settings
 from nudger.db import get_engine
+from nudger.queue import close_connections
+from tests import processes
 
 TEST_DATABASE_URL = os.environ.get("NUDGER_TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("NUDGER_TEST_REDIS_URL", "")
@@ -34,6 +37,35 @@ def captured_mail(monkeypatch) -> None:
     send test mail; a test that needs another value sets it itself.
     """
     monkeypatch.setenv("NUDGER_SMTP_URL", "outbox:")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_suite(tmp_path_factory):
+    """Fail the run if a process it started is still running at its end, and stop it.
+
+    That is any child of this process, and any embedded Redis working in the
+    run's temporary folders (those daemonize, so they are nobody's child).
+    The system's Redis and other runs' servers live elsewhere.
+    """
+    base = tmp_path_factory.getbasetemp()
+    yield
+    left = processes.alive(psutil.Process().children(recursive=True))
+    left += processes.alive(processes.redis_servers_under(base))
+    if left:
+        listed = processes.describe(left)
+        processes.stop(left)
+        pytest.fail(
+            f"processes started by the tests were still running at the end (now stopped):\n"
+            f"{listed}",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(autouse=True)
+def release_redis():
+    """Close each test's Redis connections; its embedded server stops with them."""
+    yield
+    close_connections()
 
 
 @pytest.fixture

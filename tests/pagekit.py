@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from flask import Flask
 from sqlmodel import Session, select
@@ -110,3 +111,34 @@ def chromium() -> Iterator:
             yield browser
         finally:
             browser.close()
+
+
+# axe-core 4.14.1 (MPL-2.0, Deque Systems), vendored from `npm pack axe-core` so
+# that the accessibility checks run without a network; see vendor/axe-core-LICENSE.txt.
+AXE = Path(__file__).resolve().parent / "web" / "vendor" / "axe.min.js"
+# WCAG 2.1 A and AA; a finding of these impacts fails the test.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+AXE_FAILS = ("serious", "critical")
+
+
+def axe_problems(page) -> list[str]:
+    """Run axe-core on the page; return its serious and critical WCAG 2.1 A/AA findings."""
+    if not page.evaluate("typeof window.axe === 'object'"):
+        # Evaluated through the DevTools protocol, so the console's CSP (no inline
+        # scripts) does not stop it, as it would a <script> tag.
+        page.evaluate(AXE.read_text(encoding="utf-8"))
+    result = page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", AXE_TAGS
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at "
+        + "; ".join(" ".join(n["target"]) for n in v["nodes"][:5])
+        for v in result["violations"]
+        if v["impact"] in AXE_FAILS
+    ]
+
+
+def assert_accessible(page) -> None:
+    """Fail with axe-core's serious and critical WCAG 2.1 A/AA findings on the page, if any."""
+    problems = axe_problems(page)
+    assert not problems, f"{page.url}:\n" + "\n".join(problems)

@@ -129,3 +129,16 @@ def cal_zone(name: str):
     from zoneinfo import ZoneInfo
 
     return ZoneInfo(name)
+
+
+def test_plan_defaults_come_from_the_journey_model(session):
+    from nudger.journeys.spec import DigestSpec, ScheduleSpec
+
+    journey = make_journey(session)
+    journey.spec = {k: v for k, v in journey.spec.items() if k not in ("schedule", "digest")}
+    plan = JourneyPlan.build(journey, [])
+    defaults = ScheduleSpec()
+    assert (plan.send_time, plan.invite_time) == (defaults.send_time, defaults.invite_time)
+    assert plan.weekdays == frozenset(range(5))
+    assert plan.skip_holidays is defaults.holidays
+    assert plan.digest == DigestSpec().model_dump(mode="json")

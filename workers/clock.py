@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 
 from sqlmodel import Session
 
@@ -20,14 +21,21 @@ def run_once(settings: Settings) -> dict[str, int]:
         return tick(session, settings, utcnow())
 
 
-def run_forever(settings: Settings, interval: float = 60.0) -> None:
-    """Tick every `interval` seconds until interrupted; a failed tick is logged and retried."""
+def run_forever(settings: Settings, interval: float = 60.0, totals: Counter | None = None) -> None:
+    """Tick every `interval` seconds until interrupted; a failed tick is logged and retried.
+
+    Each tick's counts are added to `totals`, with `ticks` and `failed_ticks`.
+    """
+    totals = Counter() if totals is None else totals
     while True:
         try:
             counts = run_once(settings)
+            totals.update(counts)
+            totals["ticks"] += 1
             if any(counts.values()):
                 log.info("tick: %s", counts)
         except Exception:
             # The next tick re-derives everything from the database, so keep going.
+            totals["failed_ticks"] += 1
             log.exception("tick failed")
         time.sleep(interval - (time.time() % interval))

@@ -34,10 +34,9 @@ def send_batch(ids: list[int], due_by: str | None = None) -> dict[str, int]:
 
 def warm_up() -> None:
     """Import and build what every send job needs, once, before the worker forks."""
-    import nudger.outbox.sending  # noqa: F401  (and every composer it registers)
-    from nudger.mail.render import warm_up as warm_up_emails
+    from nudger.outbox import sending
 
-    warm_up_emails()
+    sending.warm_up()
 
 
 def import_csv(upload_id: str, dry_run: bool) -> dict:

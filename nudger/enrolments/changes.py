@@ -8,7 +8,7 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from nudger.audit import record
-from nudger.enrolments.invites import invite_changed, invites_cancelled, open_invites
+from nudger.enrolments.invite_changes import invite_changed, invites_cancelled, open_invites
 from nudger.models import Enrolment, EnrolmentStep, Journey, Person, Step
 from nudger.schedule import JourneyPlan
 

@@ -6,6 +6,7 @@ text, so the chart says the same thing without its shapes.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from datetime import date
@@ -13,10 +14,11 @@ from datetime import date
 from markupsafe import Markup, escape
 
 WIDTH = 720
-LABEL_W = 250
+LABEL_MIN, LABEL_MAX = 120, 320  # the label column, as wide as the longest label needs
 ROW_H = 30
 BAR_H = 18
 INK, MUTED, LINE = "#1d2433", "#5b6475", "#d9dee7"
+WARN_INK = "#a05a00"  # amber dark enough for small text on white (WCAG AA, 4.5:1)
 COLOURS = {
     "done": "#1f7a4d",
     "sent": "#b8d8c6",
@@ -41,14 +43,52 @@ def _open(chart_id: str, title: str, desc: str, height: int) -> str:
     )
 
 
-def _short(label: str, limit: int = 34) -> str:
-    return label if len(label) <= limit else label[: limit - 1] + "…"
+# Glyph widths in em, rounded up from DejaVu Sans, the widest of the usual
+# fallbacks for system-ui: a label that fits in it fits in the others.
+_NARROW = frozenset("'ijlIJ .,:;/\\|!\u2019\u00b7")
+_SEMI = frozenset('ftr-()[]"')
+_WIDE = frozenset("mwMW@%&#+<=>^~—…")
+
+
+def text_width(text: str, size: float = 13) -> float:
+    """Return a generous estimate of the width of `text` in pixels at font size `size`."""
+    em = 0.0
+    for ch in text:
+        if ch in _NARROW:
+            em += 0.34
+        elif ch in _SEMI:
+            em += 0.42
+        elif ch in _WIDE or ord(ch) >= 0x2E80:  # CJK and the like are full width
+            em += 1.0
+        elif ch.isupper():
+            em += 0.8
+        else:
+            em += 0.65
+    return em * size
+
+
+def fit(label: str, width: float, size: float = 13) -> str:
+    """Return `label`, cut at the end with an ellipsis if it is wider than `width` pixels."""
+    if text_width(label, size) <= width:
+        return label
+    while label and text_width(label + "…", size) > width:
+        label = label[:-1]
+    return label.rstrip() + "…"
+
+
+def _label_column(labels: Sequence[str]) -> float:
+    """Return the width of the column for `labels`: what the longest needs, within bounds."""
+    widest = max((text_width(label) for label in labels), default=0)
+    return math.ceil(min(max(widest + 16, LABEL_MIN), LABEL_MAX))
+
+
+def _label(label: str, column: float) -> str:
+    # Right-aligned against the bars; the group's <title> carries it in full.
+    return fit(label, column - 16)
 
 
 def _empty(chart_id: str, title: str, message: str) -> Markup:
-    body = (
-        f'<text x="0" y="24" fill="{MUTED}">{escape(message)}</text></svg>'
-    )
+    body = f'<text x="0" y="24" fill="{MUTED}">{escape(message)}</text></svg>'
     return Markup(_open(chart_id, title, message, 40) + body)
 
 
@@ -61,7 +101,8 @@ def funnel(
     desc = "; ".join(f"{label}: {done} done, {sent} sent" for label, sent, done in steps)
     height = ROW_H * len(steps) + 10
     parts = [_open(chart_id, title, f"Of {enrolled} enrolled. {desc}", height)]
-    bar_w = WIDTH - LABEL_W - 150
+    label_w = _label_column([label for label, _, _ in steps])
+    bar_w = WIDTH - label_w - 150
     sent_fill, done_fill = COLOURS["sent"], COLOURS["done"]
     for i, (label, sent, done) in enumerate(steps):
         y = i * ROW_H + 6
@@ -70,12 +111,12 @@ def funnel(
         pct = round(100 * done / enrolled)
         parts.append(
             f"<g><title>{escape(label)}: {done} done, {sent} sent of {enrolled}</title>"
-            f'<text x="{LABEL_W - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
-            f"{escape(_short(label))}</text>"
-            f'<rect x="{LABEL_W}" y="{y}" width="{bar_w}" height="{BAR_H}" fill="#eef1f6"/>'
-            f'<rect x="{LABEL_W}" y="{y}" width="{sent_w}" height="{BAR_H}" fill="{sent_fill}"/>'
-            f'<rect x="{LABEL_W}" y="{y}" width="{done_w}" height="{BAR_H}" fill="{done_fill}"/>'
-            f'<text x="{LABEL_W + bar_w + 8}" y="{y + 13}" fill="{INK}">'
+            f'<text x="{label_w - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
+            f"{escape(_label(label, label_w))}</text>"
+            f'<rect x="{label_w}" y="{y}" width="{bar_w}" height="{BAR_H}" fill="#eef1f6"/>'
+            f'<rect x="{label_w}" y="{y}" width="{sent_w}" height="{BAR_H}" fill="{sent_fill}"/>'
+            f'<rect x="{label_w}" y="{y}" width="{done_w}" height="{BAR_H}" fill="{done_fill}"/>'
+            f'<text x="{label_w + bar_w + 8}" y="{y + 13}" fill="{INK}">'
             f"{done} done ({pct}%) · {sent} sent</text></g>"
         )
     parts.append("</svg>")
@@ -92,17 +133,18 @@ def hbars(
     desc = "; ".join(f"{label}: {text}" for label, _, text in items)
     height = ROW_H * len(items) + 10
     parts = [_open(chart_id, title, desc, height)]
-    bar_w = WIDTH - LABEL_W - 170
+    label_w = _label_column([label for label, _, _ in items])
+    bar_w = WIDTH - label_w - 170
     fill = COLOURS.get(colour, colour)
     for i, (label, value, text) in enumerate(items):
         y = i * ROW_H + 6
         w = round(bar_w * value / top, 1)
         parts.append(
             f"<g><title>{escape(label)}: {escape(text)}</title>"
-            f'<text x="{LABEL_W - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
-            f"{escape(_short(label))}</text>"
-            f'<rect x="{LABEL_W}" y="{y}" width="{w}" height="{BAR_H}" fill="{fill}"/>'
-            f'<text x="{LABEL_W + w + 8}" y="{y + 13}" fill="{INK}">{escape(text)}</text></g>'
+            f'<text x="{label_w - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
+            f"{escape(_label(label, label_w))}</text>"
+            f'<rect x="{label_w}" y="{y}" width="{w}" height="{BAR_H}" fill="{fill}"/>'
+            f'<text x="{label_w + w + 8}" y="{y + 13}" fill="{INK}">{escape(text)}</text></g>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))
@@ -135,14 +177,26 @@ def stacked(chart_id: str, title: str, counts: Sequence[tuple[str, str, int]]) -
     return Markup("".join(parts))
 
 
+def _ticks(top: int, most: int = 5) -> list[int]:
+    """Return round tick values from 0 to at least `top`, at most `most` + 1 of them."""
+    step = 1
+    while top / step > most:
+        for factor in (2, 2.5, 2):  # 1, 2, 5, 10, 20, 50...
+            step = int(step * factor)
+            if top / step <= most:
+                break
+    return list(range(0, -(-top // step) * step + 1, step))
+
+
 def daily(chart_id: str, title: str, points: Sequence[tuple[date, int]]) -> Markup:
-    """Draw a count per day as columns, with the running total as a line."""
+    """Draw a count per day as columns on a left axis, with the running total on a right one."""
     if not points or not any(v for _, v in points):
         return _empty(chart_id, title, "No steps completed in this period.")
-    height, left, bottom, top_pad = 220, 44, 28, 14
-    plot_w, plot_h = WIDTH - left - 50, height - bottom - top_pad
-    peak = max(v for _, v in points) or 1
+    height, left, right, bottom, top_pad = 250, 64, 72, 50, 16
+    plot_w, plot_h = WIDTH - left - right, height - bottom - top_pad
+    peak = max(v for _, v in points)
     total = sum(v for _, v in points)
+    counts, totals = _ticks(peak), _ticks(total)
     desc = (
         f"{total} steps completed from {points[0][0]} to {points[-1][0]}; "
         f"busiest day {max(points, key=lambda p: p[1])[0]} with {peak}."
@@ -150,31 +204,61 @@ def daily(chart_id: str, title: str, points: Sequence[tuple[date, int]]) -> Mark
     parts = [_open(chart_id, title, desc, height)]
     col = plot_w / len(points)
     base = top_pad + plot_h
+    end = left + plot_w
+
+    def y(value: float, scale: list[int]) -> float:
+        return round(base - plot_h * value / scale[-1], 1)
+
+    # Gridlines and labels: counts per day on the left, the running total on the right.
+    for value in counts:
+        parts.append(
+            f'<line x1="{left}" y1="{y(value, counts)}" x2="{end}" y2="{y(value, counts)}" '
+            f'stroke="{LINE if value else MUTED}"/>'
+            f'<text x="{left - 6}" y="{y(value, counts) + 4}" text-anchor="end" '
+            f'fill="{MUTED}">{value}</text>'
+        )
+    for value in totals:
+        parts.append(
+            f'<text x="{end + 6}" y="{y(value, totals) + 4}" fill="{COLOURS["done"]}">'
+            f"{value}</text>"
+        )
+    mid = top_pad + plot_h / 2
     parts.append(
-        f'<line x1="{left}" y1="{base}" x2="{left + plot_w}" y2="{base}" stroke="{LINE}"/>'
-        f'<text x="{left - 6}" y="{top_pad + 4}" text-anchor="end" fill="{MUTED}">{peak}</text>'
-        f'<text x="{left - 6}" y="{base}" text-anchor="end" fill="{MUTED}">0</text>'
+        f'<text transform="translate(14 {mid:.1f}) rotate(-90)" text-anchor="middle" '
+        f'fill="{INK}">Steps done per day</text>'
+        f'<text transform="translate({WIDTH - 8} {mid:.1f}) rotate(90)" text-anchor="middle" '
+        f'fill="{COLOURS["done"]}">Running total</text>'
     )
     running, line = 0, []
     for i, (day, value) in enumerate(points):
-        h = plot_h * value / peak
         x = left + i * col
         running += value
-        line.append(f"{x + col / 2:.1f},{base - plot_h * running / total:.1f}")
+        line.append(f"{x + col / 2:.1f},{y(running, totals)}")
         if value:
+            top = y(value, counts)
             parts.append(
-                f'<rect x="{x + col * 0.1:.1f}" y="{base - h:.1f}" width="{col * 0.8:.1f}" '
-                f'height="{h:.1f}" fill="{COLOURS["bar"]}"><title>{day}: {value}</title></rect>'
+                f'<rect x="{x + col * 0.1:.1f}" y="{top}" width="{col * 0.8:.1f}" '
+                f'height="{base - top:.1f}" fill="{COLOURS["bar"]}">'
+                f"<title>{day:%a} {day.day} {day:%b}: {value}</title></rect>"
             )
     parts.append(
         f'<polyline points="{" ".join(line)}" fill="none" stroke="{COLOURS["done"]}" '
         f'stroke-width="2"><title>Running total: {total}</title></polyline>'
-        f'<text x="{left}" y="{height - 8}" fill="{MUTED}">{points[0][0]}</text>'
-        f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" fill="{MUTED}">'
-        f"{points[-1][0]}</text>"
-        f'<text x="{left + plot_w + 6}" y="{top_pad + 4}" fill="{COLOURS["done"]}">{total}</text>'
     )
-    parts.append("</svg>")
+    # A date under every day if they fit, else every other day, else every week.
+    room = text_width("30 Sep", 12) + 8
+    every = next((n for n in (1, 2, 7) if col * n >= room), 14)
+    for i in range(0, len(points), every):
+        x = left + i * col + col / 2
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{base}" x2="{x:.1f}" y2="{base + 4}" stroke="{MUTED}"/>'
+            f'<text x="{x:.1f}" y="{base + 18}" text-anchor="middle" fill="{MUTED}" '
+            f'font-size="12">{points[i][0].day} {points[i][0]:%b}</text>'
+        )
+    parts.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle" '
+        f'fill="{INK}">Date (UTC)</text></svg>'
+    )
     return Markup("".join(parts))
 
 
@@ -194,7 +278,7 @@ def timeline(
         return _empty(chart_id, title, "This journey has no steps.")
     chase = max([*reminders, *(a for a, _ in escalations), 0])
     span = max(day + due + chase for _, day, due in steps) or 1
-    left, right, axis_h = LABEL_W, 24, 30
+    left, right, axis_h = _label_column([label for label, _, _ in steps]), 24, 30
     plot_w = WIDTH - left - right
     height = ROW_H * len(steps) + axis_h + 10
 
@@ -212,7 +296,7 @@ def timeline(
         parts.append(
             f"<g><title>{escape(label)}: day {day}, due day {day + due}</title>"
             f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
-            f"{escape(_short(label))}</text>"
+            f"{escape(_label(label, left))}</text>"
             f'<line x1="{left}" y1="{y + 9}" x2="{WIDTH - right}" y2="{y + 9}" stroke="#eef1f6"/>'
             f'<rect x="{x(day)}" y="{y + 3}" width="{max(x(day + due) - x(day), 3)}" height="12" '
             f'rx="3" fill="{COLOURS["bar"]}"/>'
@@ -221,7 +305,7 @@ def timeline(
         for after in reminders:
             parts.append(
                 f'<text x="{x(day + due + after)}" y="{y + 13}" text-anchor="middle" '
-                f'fill="{COLOURS["behind"]}" font-size="11">R<title>reminder {after} working '
+                f'fill="{WARN_INK}" font-size="11">R<title>reminder {after} working '
                 f"days after due</title></text>"
             )
         for after, notify in escalations:

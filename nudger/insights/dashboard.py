@@ -159,9 +159,9 @@ def journey_stats(
         ).one()
         stats.behind, stats.overdue = behind, int(overdue or 0)
     steps = session.exec(
-        select(Step).where(Step.journey_id == journey.id, Step.removed.is_(False)).order_by(
-            Step.position
-        )
+        select(Step)
+        .where(Step.journey_id == journey.id, Step.removed.is_(False))
+        .order_by(Step.position)
     ).all()
     by_id = {s.id: StepStats(s.key, s.title, s.position) for s in steps}
     if by_id:
@@ -230,6 +230,22 @@ def completions_by_day(
     return [(d, counts.get(d, 0)) for d in every_day]
 
 
+def completion_days(
+    session: Session, journey_id: int, now: datetime, most: int = 60, least: int = 7
+) -> int:
+    """Return how many days, up to today, the completion chart covers: since the first start.
+
+    A journey that began two weeks ago gets two weeks, not two empty months;
+    `least` keeps a new journey's chart readable and `most` keeps an old one recent.
+    """
+    first = session.exec(
+        select(func.min(Enrolment.start_date)).where(Enrolment.journey_id == journey_id)
+    ).one()
+    if first is None:
+        return least
+    return max(least, min(most, (now.date() - _as_date(first)).days + 1))
+
+
 def _day(session: Session, column):
     """Return the SQL for a timestamp's UTC date, cheap on each dialect."""
     if session.get_bind().dialect.name == "sqlite":
@@ -241,4 +257,3 @@ def _day(session: Session, column):
 def _as_date(value) -> date:
     # SQLite's date() answers a string, PostgreSQL's a date.
     return value if isinstance(value, date) else date.fromisoformat(str(value))
-

@@ -16,8 +16,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, not_, update
 from sqlmodel import Session, func, select
 
+from nudger import outbox
 from nudger.audit import record as audit
 from nudger.config import Settings
+from nudger.mail.compose import COMPOSERS
 from nudger.models import Outbox, TickRun
 
 log = logging.getLogger(__name__)
@@ -77,9 +79,7 @@ def counts(session: Session) -> dict[str, int]:
 
 
 def kinds() -> list[str]:
-    """Return the kinds of message Nudger can send (every registered composer)."""
-    from nudger.mail.compose.steps import COMPOSERS
-
+    """Return the kinds of message Nudger can send (every composer's)."""
     return sorted(COMPOSERS)
 
 
@@ -160,21 +160,7 @@ def retry(
         to=row.to_email, kind=row.kind, last_error=row.last_error,
     )
     session.commit()
-    enqueue_now(session, settings, [outbox_id], now)
-    return True
-
-
-def enqueue_now(session: Session, settings: Settings, ids: list[int], now: datetime) -> bool:
-    """Enqueue committed pending rows; if Redis is down, leave them for the next tick."""
-    from nudger.queue import enqueue_send
-
-    try:
-        enqueue_send(settings, ids, now)
-    except Exception:  # Redis down: the tick's stale-pending sweep enqueues them later
-        log.warning("could not enqueue outbox rows %s; the tick will", ids, exc_info=True)
-        return False
-    session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(enqueued_at=now))
-    session.commit()
+    outbox.enqueue_committed(session, settings, [outbox_id], now)
     return True
 
 

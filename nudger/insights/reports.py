@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from sqlmodel import Session, select
@@ -30,6 +30,11 @@ def step_status(es: EnrolmentStep | None, enrolment_status: str, now: datetime) 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def journey_slugs(session: Session) -> list[str]:
+    """Return the slugs of the journeys loaded, in order."""
+    return sorted(session.exec(select(Journey.slug)))
 
 
 def progress(session: Session, now: datetime, journey_slug: str | None = None) -> Iterator[dict]:
@@ -100,18 +105,33 @@ def as_csv(rows: Iterator[dict]) -> str:
     return out.getvalue()
 
 
-def as_table(rows: Iterator[dict]) -> str:
-    """Return the report as a fixed-width table: one line per enrolment."""
-    marks = {"done": "✓", "sent": "·", "overdue": "!", "scheduled": " ", "cancelled": "x"}
-    lines = []
-    for row in rows:
-        done = sum(s["status"] == "done" for s in row["steps"])
-        bar = "".join(marks[s["status"]] for s in row["steps"])
-        lines.append(
-            f"{row['email']:<36} {row['journey']:<28} {row['status']:<10} "
-            f"[{bar}] {done}/{len(row['steps'])}"
+#: how each step status shows in the table's bar of steps
+MARKS = {"done": "✓", "sent": "·", "overdue": "!", "scheduled": " ", "cancelled": "x"}
+LEGEND = "✓ done  · sent  ! overdue  x cancelled  (blank) scheduled"
+
+
+def as_table(rows: Iterable[dict]) -> str:
+    """Return the report as a table with a header: one line per enrolment.
+
+    Columns are as wide as their widest value, so long emails or journey
+    slugs never push the rest out of line.
+    """
+    header = ("EMAIL", "JOURNEY", "STATUS", "STEPS", "DONE")
+    lines = [
+        (
+            row["email"],
+            row["journey"],
+            row["status"],
+            "[" + "".join(MARKS[s["status"]] for s in row["steps"]) + "]",
+            f"{sum(s['status'] == 'done' for s in row['steps'])}/{len(row['steps'])}",
         )
+        for row in rows
+    ]
     if not lines:
         return "No enrolments."
-    legend = "✓ done  · sent  ! overdue  x cancelled  (blank) scheduled"
-    return "\n".join([*lines, "", legend])
+    widths = [max(len(line[i]) for line in (header, *lines)) for i in range(len(header))]
+    text = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in (header, *lines)
+    ]
+    return "\n".join([*text, "", LEGEND])

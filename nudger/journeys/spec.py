@@ -32,6 +32,12 @@ Kind = Literal[
     "reflect", "workshop", "video", "quiz", "assignment", "other",
 ]  # fmt: skip
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+# Who an escalation tells, lowest level first.
+Notify = Literal["manager", "skip_level", "admin"]
+LEVELS: tuple[str, ...] = get_args(Notify)
+# The level of an escalation event asking a learner's manager to confirm a step
+# marked done (a step with `confirmed_by: manager`).
+CONFIRM = "confirm"
 KINDS: tuple[str, ...] = get_args(Kind)
 DAYS: tuple[str, ...] = get_args(Day)
 
@@ -166,7 +172,7 @@ class EscalationSpec(_Spec):
     """Tell someone, in their digest, about a step overdue by this many working days."""
 
     after: int = Field(ge=1)
-    notify: Literal["manager", "skip_level", "admin"]
+    notify: Notify
 
 
 class DigestSpec(_Spec):

@@ -5,7 +5,7 @@ METHOD object describes the same event). Outlook turns a message into exactly
 one meeting item and Gmail shows one event card, so a VCALENDAR with several
 UIDs would silently drop all but the first. `build_invite` therefore refuses
 events with different UIDs; `build_invites` makes one `Invite` per UID, and
-`nudger.mail.render.build_message` puts the first inline (the one clients act on
+`nudger.mail.mime.build_message` puts the first inline (the one clients act on
 automatically) and attaches each one as its own `.ics` file, so every step of a
 catch-up email can still be added or cancelled with one click.
 """

@@ -3,8 +3,8 @@
 The messages go through the same templates (`nudger.mail.render.render`) and the
 same MIME assembly (`build_message`, with the invite) as real ones; only the
 person and the dates are made up. "Send me a test" writes an outbox row of
-kind `test` whose composer, registered here, builds the same message for the
-admin's own address.
+kind `test` whose composer (`nudger.mail.compose.samples`) builds the same
+message for the admin's own address.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from sqlmodel import Session, select
 from nudger import tokens
 from nudger.calendar import WorkCalendar, local_date
 from nudger.config import Settings
-from nudger.mail.compose.followups import ONE_CLICK
-from nudger.mail.compose.steps import COMPOSERS, journey_ctx, sender_domain, step_ctx
+from nudger.mail.context import journey_ctx, sender_domain, step_ctx
 from nudger.mail.invites import InviteEvent, build_invite, make_uid
-from nudger.mail.render import build_message, make_message_id, render
-from nudger.models import EnrolmentStep, Journey, Outbox, Person, Step
+from nudger.mail.mime import build_message, make_message_id, unsubscribe_headers
+from nudger.mail.render import render
+from nudger.models import EnrolmentStep, Journey, Person, Step
 from nudger.schedule import JourneyPlan, PlanStep, default_start
 
 SAMPLE_LEARNER = ("Sam Sample", "sam.sample@example.com")
@@ -124,7 +124,7 @@ def build_preview(
             ctx["steps"] = [{**sctx, "days_overdue": after}]
             ctx["mute_url"] = tokens.link(settings, "mute", "mute", 0)
             ctx["tz"] = tz
-            headers = {"List-Unsubscribe": f"<{ctx['mute_url']}>", **ONE_CLICK}
+            headers = unsubscribe_headers(ctx['mute_url'])
         elif preview.kind == "invite-update":
             moved = plan.invite_start(cal, tz, start, 1, pstep)
             es.invite_start = moved
@@ -139,7 +139,7 @@ def build_preview(
         level = key.split(":", 1)[1]
         ctx = _digest_ctx(settings, plan, journey, level, to, now, tz)
         if ctx["preferences_url"]:
-            headers = {"List-Unsubscribe": f"<{ctx['preferences_url']}>", **ONE_CLICK}
+            headers = unsubscribe_headers(ctx['preferences_url'])
     rendered = render(preview.kind, ctx)
     if test:
         rendered = replace(rendered, subject=f"[Test] {rendered.subject}")
@@ -250,23 +250,3 @@ def message_parts(raw: bytes) -> dict:
         elif ctype == "text/calendar" and parts["ics"] is None:
             parts["ics"] = part.get_content()
     return parts
-
-
-def compose_test(
-    session: Session, settings: Settings, row: Outbox, now: datetime
-) -> EmailMessage | None:
-    """Build a "send me a test" message: a journey's sample email, to the admin."""
-    journey = session.get(Journey, row.payload["journey_id"])
-    if journey is None:
-        return None
-    try:
-        return build_preview(
-            session, settings, journey, row.payload["preview"], now,
-            to=row.to_email, test=True,
-            message_id=make_message_id(row.id, row.dedupe_key, sender_domain(settings)),
-        )
-    except PreviewNotFound:
-        return None  # the journey changed since the button was pressed
-
-
-COMPOSERS["test"] = compose_test

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import NamedTuple
@@ -21,20 +20,22 @@ from typing import NamedTuple
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from nudger.bulk import among, update_rows
 from nudger.config import Settings
 from nudger.db import utcnow
-from nudger.mail.compose.steps import COMPOSERS, PRELOADED, compose
-from nudger.models import CapturedMail, Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
+from nudger.mail import render
+from nudger.mail.compose import COMPOSERS, compose
+from nudger.mail.context import preload
+from nudger.models import CapturedMail, Outbox, is_placeholder_address
+from nudger.outbox.transport import open_transport
 from nudger.outbox.transport.base import (
     PermanentSendError,
     SendError,
     Sending,
     TransientSendError,
     Transport,
-    open_transport,
 )
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,12 @@ COMMIT_SECONDS = 2.0
 # Messages written whose answers are not read yet: the SMTP transport keeps
 # one waiting for its content and one waiting for its final answer.
 IN_FLIGHT = 2
+ERASED_ADDRESS = "not sent: the address is a placeholder (the recipient's data was erased)"
+
+
+def warm_up() -> None:
+    """Compile every email template once, so forked send jobs start with them built."""
+    render.warm_up()
 
 
 def claim(
@@ -296,6 +303,8 @@ def _prepare(
     session: Session, settings: Settings, row: Outbox, now: datetime
 ) -> EmailMessage | tuple[str, dict]:
     """Build one claimed row's message, or say why there is none: (outcome, values)."""
+    if is_placeholder_address(row.to_email):
+        return "cancelled", {"state": "cancelled", "last_error": ERASED_ADDRESS}
     if row.kind not in COMPOSERS:
         return _failed(f"no email is defined for messages of kind {row.kind!r}")
     try:
@@ -341,12 +350,15 @@ def _record_failure(
     elif row.attempts >= min(settings.max_attempts, len(BACKOFF_MINUTES) + 1):
         label, values = _failed(f"gave up after {row.attempts} attempts: {error}")
     else:
-        label, values = "retrying", {
-            "state": "pending",
-            "last_error": error[:4000],
-            "next_attempt_at": now + timedelta(minutes=BACKOFF_MINUTES[row.attempts - 1]),
-            "enqueued_at": None,  # the tick enqueues it again when it is due
-        }
+        label, values = (
+            "retrying",
+            {
+                "state": "pending",
+                "last_error": error[:4000],
+                "next_attempt_at": now + timedelta(minutes=BACKOFF_MINUTES[row.attempts - 1]),
+                "enqueued_at": None,  # the tick enqueues it again when it is due
+            },
+        )
     outcomes.add(row, {**values, **ids})
     return label
 
@@ -371,44 +383,3 @@ def _header(msg: EmailMessage, name: str) -> str:
 
 def _failed(error: str) -> tuple[str, dict]:
     return "failed", {"state": "failed", "last_error": error[:4000]}
-
-
-def preload(session: Session, rows: Iterable[Outbox]) -> None:
-    """Load what a batch's messages name in a few queries, so composing issues none.
-
-    Composers look objects up with `nudger.mail.compose.steps.loaded`, which finds them in
-    an index kept in the session's `info` for as long as it lives (one batch),
-    or with `session.get`, which finds them in its identity map.
-    """
-    rows = list(rows)
-    step_row_ids = {i for r in rows for i in _step_row_ids(r.payload)}
-    enrolment_ids = {r.enrolment_id for r in rows if r.enrolment_id}
-    index: dict = session.info.setdefault(PRELOADED, {})
-    enrolments = _fetch(session, Enrolment, Enrolment.id, enrolment_ids)
-    person_ids = {r.person_id for r in rows if r.person_id} | {e.person_id for e in enrolments}
-    journey_ids = {e.journey_id for e in enrolments}
-    steps = _fetch(session, Step, Step.journey_id, journey_ids)
-    for model, objects in (
-        (EnrolmentStep, _fetch(session, EnrolmentStep, EnrolmentStep.id, step_row_ids)),
-        (Enrolment, enrolments),
-        (Person, _fetch(session, Person, Person.id, person_ids)),
-        (Journey, _fetch(session, Journey, Journey.id, journey_ids)),
-        (Step, steps),
-    ):
-        index.update(((model, o.id), o) for o in objects)
-    counts: dict[int, int] = session.info.setdefault("nudger.live_steps", {})
-    for journey_id in journey_ids:
-        counts[journey_id] = sum(1 for s in steps if s.journey_id == journey_id and not s.removed)
-
-
-def _step_row_ids(payload: object) -> list[int]:
-    """Return the enrolment-step ids a payload names; a malformed one names none here
-    (its composer fails it, alone, with the reason)."""
-    ids = payload.get("enrolment_step_ids") if isinstance(payload, dict) else None
-    return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
-
-
-def _fetch(session: Session, model, column, values: set[int]) -> list:
-    if not values:
-        return []
-    return list(session.exec(select(model).where(among(session, column, sorted(values)))))

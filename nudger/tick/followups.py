@@ -12,46 +12,27 @@ a unique key so that two ticks at once write it once.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlmodel import select
 
-from nudger.bulk import insert_all, insert_ignoring
+from nudger.bulk import insert_all
 from nudger.calendar import WorkCalendar
 from nudger.db import upsert_ignore
-from nudger.models import AdminUser, AuditLog, EscalationEvent, Outbox, Person
+from nudger.journeys.spec import CONFIRM
+from nudger.models import AdminUser, AuditLog, EscalationEvent, Person
 from nudger.schedule import JourneyPlan, PlanStep
+from nudger.tick.state import (
+    ClosedStep,
+    Cohort,
+    DueEnrolment,
+    FollowUpNotes,
+    Learner,
+    OpenStep,
+    TickContext,
+)
 
-if TYPE_CHECKING:
-    from nudger.tick.state import ClosedStep, DueEnrolment, Learner, OpenStep, TickContext
-
-LEVELS = ("manager", "skip_level", "admin")
-CONFIRM = "confirm"  # the learner says done; their manager is asked to confirm it
 WRITE_BATCH = 1000
-
-
-@dataclass
-class Noted:
-    """What `chase` decided for a chunk of enrolments, waiting for `flush`."""
-
-    events: list[dict] = field(default_factory=list)
-    reminders: list[dict] = field(default_factory=list)
-    # Why each message or event was written: audit rows, inserted together.
-    audits: list[dict] = field(default_factory=list)
-    # (email, manager id) by person id, kept for the whole tick: managers repeat.
-    people: dict[int, tuple[str, int | None]] = field(default_factory=dict)
-    admins: list[str] | None = None
-
-
-def noted(ctx: TickContext) -> Noted:
-    """Return this tick's notes (TickContext belongs to the tick; they ride along on it)."""
-    notes = getattr(ctx, "_followups", None)
-    if notes is None:
-        notes = Noted()
-        ctx._followups = notes  # type: ignore[attr-defined]
-    return notes
 
 
 def sooner(*instants: datetime | None) -> datetime | None:
@@ -66,7 +47,7 @@ def chase(
     plan = ctx.plan(enrolment.journey_id)
     steps = plan.steps_by_id
     cal = plan.calendar(person, ctx.settings.default_country)
-    tz, now, notes = person.timezone, ctx.now, noted(ctx)
+    tz, now, notes = person.timezone, ctx.now, ctx.followups
     crossed: list[tuple[OpenStep, int]] = []
     checks: list[datetime | None] = []
     for row in rows:
@@ -157,10 +138,10 @@ def _first_check_of_new_steps(
     """
     have = frozenset(row.step_id for row in rows) if rows else frozenset()
     start, shift = enrolment.start_date, enrolment.shift_days
-    key = ("first check", plan.journey_id, cal.country, tz, start, shift, have)
-    if key not in ctx.memo:
-        ctx.memo[key] = _first_check(ctx, enrolment, plan, cal, tz, have)
-    return ctx.memo[key]
+    key = Cohort(plan.journey_id, cal.country, tz, start, shift, have)
+    if key not in ctx.first_checks:
+        ctx.first_checks[key] = _first_check(ctx, enrolment, plan, cal, tz, have)
+    return ctx.first_checks[key]
 
 
 def _first_check(
@@ -221,7 +202,7 @@ def _reminder(
 
 def flush(ctx: TickContext) -> None:
     """Write what `chase` noted for this chunk: events, reminders, and why, in the audit log."""
-    notes = noted(ctx)
+    notes = ctx.followups
     if notes.events:
         _write_events(ctx, notes)
         notes.events.clear()
@@ -233,7 +214,7 @@ def flush(ctx: TickContext) -> None:
         notes.audits.clear()
 
 
-def _write_events(ctx: TickContext, notes: Noted) -> None:
+def _write_events(ctx: TickContext, notes: FollowUpNotes) -> None:
     _load_people(ctx, notes, {e["manager_id"] for e in notes.events})
     managers = [notes.people.get(e["manager_id"]) for e in notes.events]
     _load_people(ctx, notes, {m[1] for m in managers if m is not None})
@@ -269,7 +250,7 @@ def _write_events(ctx: TickContext, notes: Noted) -> None:
             _audit_event(ctx, event_id, level, email, rows[(es_id, level, email)])
 
 
-def _load_people(ctx: TickContext, notes: Noted, ids: set[int | None]) -> None:
+def _load_people(ctx: TickContext, notes: FollowUpNotes, ids: set[int | None]) -> None:
     """Read the emails and managers of people not read yet this tick."""
     missing = sorted(i for i in ids if i is not None and i not in notes.people)
     for start in range(0, len(missing), WRITE_BATCH):
@@ -280,7 +261,7 @@ def _load_people(ctx: TickContext, notes: Noted, ids: set[int | None]) -> None:
             notes.people[person_id] = (email, manager_id)
 
 
-def recipients(ctx: TickContext, notes: Noted, event: dict) -> list[tuple[str, str]]:
+def recipients(ctx: TickContext, notes: FollowUpNotes, event: dict) -> list[tuple[str, str]]:
     """Return (level, email) of who hears of an event, climbing when a level is missing."""
     manager = notes.people.get(event["manager_id"])
     rule = event["rule"]
@@ -330,27 +311,11 @@ def _write_reminders(ctx: TickContext, reminders: list[dict]) -> None:
 
 def write_messages(ctx: TickContext, messages: list[dict]) -> dict[str, int]:
     """Write outbox rows whose keys do not exist yet; return the new ids by key."""
-    fixed = {
-        "state": "pending",
-        "attempts": 0,
-        "next_attempt_at": ctx.now,
-        "enqueued_at": ctx.now,
-        "created_at": ctx.now,
-    }
-    values = [{**message, **fixed} for message in messages]
-    written = {}
-    returning = ("id", "dedupe_key", "kind")
-    for outbox_id, key, kind in insert_ignoring(
-        ctx.session, Outbox.__table__, values, ("dedupe_key",), returning
-    ):
-        ctx.counts[kind] += 1
-        ctx.new_outbox_ids.append(outbox_id)
-        written[key] = outbox_id
-    return written
+    return {row.dedupe_key: row.id for row in ctx.add_outboxes(messages)}
 
 
 def _audit(ctx: TickContext, action: str, enrolment_id: int, detail: dict) -> None:
-    noted(ctx).audits.append(
+    ctx.followups.audits.append(
         {
             "at": ctx.now,
             "actor": "tick",

@@ -13,18 +13,21 @@ import time as timer
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import case, update
 from sqlmodel import Session, select
 
+from nudger import outbox
 from nudger.bulk import among, insert_ignoring, update_by_id
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
 from nudger.models import Enrolment, EnrolmentStep, Outbox, Person, TickRun
+from nudger.privacy import retention
 from nudger.schedule import JourneyPlan
 from nudger.tick import digests, followups
 from nudger.tick.state import (
     NO_STEPS,
     ClosedStep,
+    Cohort,
     DueEnrolment,
     DueSteps,
     Learner,
@@ -56,15 +59,17 @@ def tick(
     digests.queue_digests(ctx)
     ctx.counts["requeued"] = requeue_stale(session, now, settings.max_attempts)
     session.commit()
+    if settings.retain_mail_days > 0 and retention.prune_due(session, now):
+        pruned = retention.prune_mail(
+            session, now, settings.retain_mail_days, max_batches=retention.PRUNE_BATCHES_PER_TICK
+        )
+        if pruned.total:
+            ctx.counts["pruned"] = pruned.total
     stale = stale_pending(session, now)
-    ids = ctx.new_outbox_ids + stale
-    if enqueue and ids:
-        from nudger.queue import enqueue_send
-
-        enqueue_send(settings, sorted(set(ids)), now)
-        # Rows written by this tick already say enqueued_at = now: only the stale ones change.
-        mark_enqueued(session, stale, now)
-    ctx.counts["enqueued"] = len(set(ids)) if enqueue else 0
+    ids = sorted(set(ctx.new_outbox_ids + stale))
+    enqueued = enqueue and outbox.enqueue_committed(session, settings, ids, now)
+    ctx.counts["enqueued"] = len(ids) if enqueued else 0
+    ctx.counts["reenqueued"] = len(stale) if enqueued else 0  # earlier rows without a job
     counts = {k: int(v) for k, v in sorted(ctx.counts.items())}
     session.add(
         TickRun(now=now, duration_ms=int((timer.perf_counter() - started) * 1000), counts=counts)
@@ -80,7 +85,9 @@ def load_enrolments(session: Session, ids: list[int], now: datetime) -> list[Due
             Enrolment.id,
             Enrolment.person_id,
             Enrolment.journey_id,
-            Enrolment.status,
+            # Someone whose data was erased is never sent anything again, whatever
+            # later edits (a journey sync, a move) did to their next action.
+            case((Person.erased_at.is_not(None), "erased"), else_=Enrolment.status),
             Enrolment.start_date,
             Enrolment.shift_days,
             Enrolment.reminders_muted,
@@ -170,10 +177,10 @@ def send_due_steps(
     cal = plan.calendar(person, ctx.settings.default_country)
     have = frozenset(row.step_id for row in already) if already else NO_STEPS
     tz, start, shift = person.timezone, enrolment.start_date, enrolment.shift_days
-    key = ("new", plan.journey_id, cal.country, tz, start, shift, have)
-    found = ctx.memo.get(key)
+    key = Cohort(plan.journey_id, cal.country, tz, start, shift, have)
+    found = ctx.new_steps.get(key)
     if found is None:
-        found = ctx.memo[key] = new_steps(plan, cal, tz, start, shift, have, ctx.now)
+        found = ctx.new_steps[key] = new_steps(plan, cal, tz, start, shift, have, ctx.now)
     if found.due:
         now = ctx.now
         rows = [
@@ -297,11 +304,3 @@ def stale_pending(session: Session, now: datetime) -> list[int]:
         )
     )
     return list(rows)
-
-
-def mark_enqueued(session: Session, ids: list[int], now: datetime) -> None:
-    """Record that these rows have a job, so the next tick leaves them alone."""
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start : start + 1000]
-        session.execute(update(Outbox).where(Outbox.id.in_(chunk)).values(enqueued_at=now))
-    session.commit()

@@ -14,9 +14,9 @@ from typing import NamedTuple
 
 from sqlmodel import Session, select
 
-from nudger.bulk import insert_ignoring
+from nudger import outbox
 from nudger.config import Settings
-from nudger.models import Journey, Outbox, Step
+from nudger.models import Journey, Step
 from nudger.schedule import JourneyPlan
 
 
@@ -99,6 +99,34 @@ class DueSteps:
 
 
 @dataclass
+class FollowUpNotes:
+    """What the follow-ups (`nudger.tick.followups.chase`) decided, waiting for `flush`."""
+
+    events: list[dict] = field(default_factory=list)
+    reminders: list[dict] = field(default_factory=list)
+    # Why each message or event was written: audit rows, inserted together.
+    audits: list[dict] = field(default_factory=list)
+    # (email, manager id) by person id, kept for the whole tick: managers repeat.
+    people: dict[int, tuple[str, int | None]] = field(default_factory=dict)
+    admins: list[str] | None = None
+
+
+class Cohort(NamedTuple):
+    """Enrolments for which the schedule answers alike: worked out once per tick for each.
+
+    `now` is fixed for a tick, so the steps due and the first follow-up check
+    depend only on these.
+    """
+
+    journey_id: int
+    country: str
+    timezone: str
+    start: date
+    shift_days: int
+    have: frozenset[int]  # the steps the enrolment already has
+
+
+@dataclass
 class TickContext:
     """What one tick shares across enrolments: settings, plans, counts."""
 
@@ -106,9 +134,9 @@ class TickContext:
     settings: Settings
     now: datetime
     plans: dict[int, JourneyPlan] = field(default_factory=dict)
-    # Schedule answers that hold for the whole tick (`now` is fixed), keyed by
-    # a tuple whose first item names the question.
-    memo: dict[tuple, object] = field(default_factory=dict)
+    new_steps: dict[Cohort, NewSteps] = field(default_factory=dict)
+    first_checks: dict[Cohort, datetime | None] = field(default_factory=dict)
+    followups: FollowUpNotes = field(default_factory=FollowUpNotes)
     counts: Counter = field(default_factory=Counter)
     new_outbox_ids: list[int] = field(default_factory=list)
     # Steps decided in this chunk, written together by `write_sent_steps`.
@@ -122,46 +150,10 @@ class TickContext:
             plan = self.plans[journey_id] = JourneyPlan.build(journey, list(steps))
         return plan
 
-    def add_outbox(
-        self,
-        *,
-        kind: str,
-        dedupe_key: str,
-        to_email: str,
-        payload: dict,
-        person_id: int | None = None,
-        enrolment_id: int | None = None,
-    ) -> int | None:
-        """Write one message row unless its key exists; return its id if written."""
-        message = {
-            "kind": kind,
-            "dedupe_key": dedupe_key,
-            "to_email": to_email,
-            "payload": payload,
-            "person_id": person_id,
-            "enrolment_id": enrolment_id,
-        }
-        ids = self.add_outboxes([message])
-        return ids[0] if ids else None
-
-    def add_outboxes(self, messages: list[dict]) -> list[int]:
-        """Write many message rows in one statement per batch; return the ids written.
-
-        Each dict has the keyword arguments of `add_outbox`.
-        """
-        fixed = {
-            "state": "pending",
-            "attempts": 0,
-            "next_attempt_at": self.now,
-            "enqueued_at": self.now,
-            "created_at": self.now,
-        }
-        rows = [{"person_id": None, "enrolment_id": None, **m, **fixed} for m in messages]
-        ids = []
-        for new_id, kind in insert_ignoring(
-            self.session, Outbox.__table__, rows, ("dedupe_key",), ("id", "kind")
-        ):
-            self.counts[kind] += 1
-            ids.append(new_id)
-        self.new_outbox_ids.extend(ids)
-        return ids
+    def add_outboxes(self, messages: list[dict]) -> list[outbox.Added]:
+        """Write the tick's outbox rows (see `outbox.add`), counted and enqueued after commit."""
+        added = outbox.add(self.session, messages, self.now, enqueued_at=self.now)
+        for row in added:
+            self.counts[row.kind] += 1
+            self.new_outbox_ids.append(row.id)
+        return added

@@ -20,16 +20,18 @@ from nudger.web.downloads import attachment
 bp = Blueprint("dev", __name__)
 
 PAGE = 50
-# The email's HTML runs in a sandbox: no scripts, no forms, no same-origin
-# access, nothing fetched; a click on a link (the "Mark as done" button)
-# opens a new, unsandboxed tab, as a mail client would. Only /outbox's own
-# page may frame it (every other page refuses to be framed at all).
+# The email's HTML runs in a sandbox: no scripts, no forms, nothing fetched; a
+# click on a link (the "Mark as done" button) opens a new, unsandboxed tab, as a
+# mail client would. It keeps its origin so that the page around it can measure
+# its height (static/frames.js); with no script able to run inside, that gives
+# the email no power over the page. Only /outbox's own page may frame it
+# (every other page refuses to be framed at all).
 FRAME_POLICY = (
-    "sandbox allow-popups allow-popups-to-escape-sandbox; "
+    "sandbox allow-same-origin allow-popups allow-popups-to-escape-sandbox; "
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
     "frame-ancestors 'self'"
 )
-IFRAME_SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
+IFRAME_SANDBOX = "allow-same-origin allow-popups allow-popups-to-escape-sandbox"
 
 
 @bp.before_request

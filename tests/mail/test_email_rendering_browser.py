@@ -163,7 +163,7 @@ def test_the_outbox_page_shows_the_email_and_its_button_opens_the_done_page(
             button = frame.get_by_role("link", name="Mark as done")
             assert button.is_visible()
             SHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SHOTS / "outbox-page.png"))
+            page.screenshot(path=str(SHOTS / "outbox-page.png"), full_page=True)
             # A sandboxed frame: the click opens the done page in a new tab, unsandboxed.
             with page.context.expect_page() as opened:
                 button.click()

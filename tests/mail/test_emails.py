@@ -13,16 +13,8 @@ import pytest
 from icalendar import Calendar
 
 from nudger.mail.invites import InviteEvent, build_invite, make_uid
-from nudger.mail.render import (
-    KINDS,
-    address_domain,
-    build_message,
-    environment,
-    format_duration,
-    make_environment,
-    make_message_id,
-    render,
-)
+from nudger.mail.mime import address_domain, build_message, make_message_id
+from nudger.mail.render import KINDS, environment, format_duration, make_environment, render
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 30, 8, 0, tzinfo=UTC)

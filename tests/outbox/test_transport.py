@@ -12,11 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from nudger.outbox.transport.base import (
-    PermanentSendError,
-    TransientSendError,
-    open_transport,
-)
+from nudger.outbox.transport import open_transport
+from nudger.outbox.transport.base import PermanentSendError, TransientSendError
 from nudger.outbox.transport.smtp import SMTPTransport
 from tests.smtpd import SmtpSink
 

@@ -320,7 +320,11 @@ def test_cli_tick_twice_at_one_instant_does_nothing_the_second_time(session, set
     assert second.exit_code == 0, second.output
     one, two = json.loads(first.output), json.loads(second.output)
     assert (one["step"], one["steps"], one["enrolments"], one["enqueued"]) == (3, 3, 3, 3)
-    assert {k: v for k, v in two.items() if k != "now"} == {"enqueued": 0, "requeued": 0}
+    assert {k: v for k, v in two.items() if k != "now"} == {
+        "enqueued": 0,
+        "reenqueued": 0,
+        "requeued": 0,
+    }
     assert session.exec(select(func.count()).select_from(Outbox)).one() == 3
     _empty_queue(settings)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import timedelta
 
 import pytest
 
@@ -72,7 +73,8 @@ def test_the_dashboard_page_shows_every_chart_and_the_counts(settings, session, 
     html = client.get("/admin/").get_data(as_text=True)
     assert html.count('<svg class="chart"') == 4
     for title in ("Where people are on Giving Feedback", "Steps sent and done",
-                  "Steps completed per day", "Steps people are stuck on now"):  # fmt: skip
+                  "Steps completed per day, last 9 days",
+                  "Steps people are stuck on now"):  # fmt: skip
         assert title in html
     link = "/admin/enrolments?journey=giving-feedback&amp;status=active&amp;behind=escalated"
     assert re.search(rf'<a href="{re.escape(link)}">1</a>', html)
@@ -93,3 +95,15 @@ def test_the_dashboard_exports_are_csv_with_the_same_numbers(settings, session, 
     progress = client.get("/admin/reports/progress.csv?journey=giving-feedback")
     lines = list(csv.DictReader(io.StringIO(progress.data.decode("utf-8-sig"))))
     assert len(lines) == 5 * 3
+
+
+def test_the_completion_chart_covers_the_days_since_the_journey_began(session, cohort):
+    # Enrolled on Monday 1 March, looked at on Tuesday 9 March: nine days, not sixty.
+    assert dashboard.completion_days(session, cohort["journey"].id, cohort["later"]) == 9
+    far_later = cohort["later"] + timedelta(days=200)
+    assert dashboard.completion_days(session, cohort["journey"].id, far_later) == 60
+
+
+def test_the_completion_chart_of_a_journey_nobody_began_shows_a_week(session, cohort):
+    early = cohort["later"] - timedelta(days=30)
+    assert dashboard.completion_days(session, cohort["journey"].id, early) == 7

@@ -2,7 +2,8 @@
 
 Sign in, upload a messy CSV (BOM, semicolons, bad rows) and read its errors,
 download the error CSV, fix the file and enrol, see the new learners on the
-dashboard, preview an email, pause and withdraw someone. A real server runs in
+dashboard, preview an email, pause and withdraw someone. axe-core checks each
+page it screenshots (WCAG 2.1 A/AA). A real server runs in
 a thread; files up to imports_job.INLINE_MAX_ROWS rows (5,000) are checked in
 the request, and the second upload lowers that threshold so that the
 job-backed path runs too: its RQ jobs run in this test's thread (a SimpleWorker
@@ -25,7 +26,7 @@ from nudger.models import Enrolment, Person
 from nudger.queue import DEFAULT_QUEUE, queue
 from nudger.roster import uploads as imports_job
 from tests.adminkit import PASSWORD, build_cohort, make_admin, redis
-from tests.pagekit import CHROMIUM, chromium, live_server
+from tests.pagekit import CHROMIUM, assert_accessible, chromium, live_server
 from tests.web.test_admin_upload import FIXED, MESSY, big_file
 
 __all__ = ["redis"]
@@ -40,6 +41,8 @@ DESKTOP = {"width": 1280, "height": 900}
 
 
 def shot(page, name: str) -> None:
+    """Check the page with axe-core, then save its screenshot."""
+    assert_accessible(page)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"admin-{name}.png"), full_page=True)
 
@@ -55,7 +58,7 @@ def watch(page, base: str) -> tuple[list[str], list[str]]:
             problems.append(message.text)
 
     def response(r) -> None:
-        if r.status >= 400 and not r.url.endswith("/favicon.ico"):
+        if r.status >= 400:
             problems.append(f"{r.status} {r.url}")
 
     page.on("console", console)

@@ -24,7 +24,15 @@ from nudger.outbox.sending import send_batch
 from nudger.progress import complete_step
 from nudger.tick.run import tick
 from tests.factories import make_enrolment, make_journey, make_person
-from tests.pagekit import CHROMIUM, SEND, chromium, fresh, live_server, sent_steps
+from tests.pagekit import (
+    CHROMIUM,
+    SEND,
+    assert_accessible,
+    chromium,
+    fresh,
+    live_server,
+    sent_steps,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -61,6 +69,8 @@ STEPS = [
 
 
 def shot(page, name: str) -> None:
+    """Check the page with axe-core, then save its screenshot."""
+    assert_accessible(page)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / name), full_page=True)
 
@@ -195,6 +205,7 @@ def test_a_manager_confirms_a_feedback_step(settings, session, engine, now):
         card.get_by_role("button", name=re.compile("Confirm it's done")).click()
         page.wait_for_load_state()
         assert "Confirmed: Maya Patel has done" in page.inner_text("main")
+        assert_accessible(page)
         assert page.locator(f"#confirm-{sent['manager-feedback'].id}").count() == 0
         assert outside == []
     row = fresh(session, sent["manager-feedback"])
@@ -221,6 +232,7 @@ def test_mute_and_expired_link_pages(settings, session, now):
         page.get_by_role("button", name="Mute reminders").click()
         page.wait_for_load_state()
         assert page.get_by_role("heading", name="Reminders muted").is_visible()
+        assert_accessible(page)
 
         response = page.goto(f"{base}/done/{tokens.make_token(settings, 'done', es.id, now)}")
         assert response.status == 410
@@ -229,6 +241,7 @@ def test_mute_and_expired_link_pages(settings, session, now):
         page.get_by_role("button", name="Email me a fresh link").click()
         page.wait_for_load_state()
         assert "We've emailed fresh links to m•••@example.com" in page.inner_text("main")
+        assert_accessible(page)
     assert fresh(session, enrolment).reminders_muted is True
     rows = session.exec(select(Outbox).where(Outbox.kind == "links")).all()
     assert [r.to_email for r in rows] == ["maya@example.com"]

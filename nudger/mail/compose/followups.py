@@ -19,20 +19,18 @@ from sqlmodel import Session, func, select
 from nudger import tokens
 from nudger.calendar import local_date
 from nudger.config import Settings
-from nudger.mail.compose.steps import (
-    COMPOSERS,
+from nudger.journeys.spec import CONFIRM, LEVELS
+from nudger.mail.context import (
     journey_ctx,
     live_step_count,
     person_ctx,
     sender_domain,
     step_ctx,
 )
-from nudger.mail.render import build_message, make_message_id, render
+from nudger.mail.mime import build_message, make_message_id, unsubscribe_headers
+from nudger.mail.render import render
 from nudger.models import Enrolment, EnrolmentStep, EscalationEvent, Journey, Outbox, Person, Step
 from nudger.schedule import JourneyPlan
-from nudger.tick.followups import CONFIRM, LEVELS
-
-ONE_CLICK = {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
 def compose_reminder(
@@ -92,7 +90,7 @@ def compose_reminder(
         message_id=make_message_id(row.id, row.dedupe_key, sender_domain(settings)),
         date=now,
         rendered=render("reminder", ctx),
-        headers={"List-Unsubscribe": f"<{mute_url}>", **ONE_CLICK},
+        headers=unsubscribe_headers(mute_url),
     )
 
 
@@ -109,7 +107,7 @@ def compose_digest(
     if recipient is not None:
         prefs_url = tokens.link(settings, "prefs", "prefs", recipient.id)
         who = person_ctx(recipient)
-        headers = {"List-Unsubscribe": f"<{prefs_url}>", **ONE_CLICK}
+        headers = unsubscribe_headers(prefs_url)
     else:
         # A journey owner or admin who is not a person in Nudger: the console is their page.
         team_url, prefs_url, headers = f"{settings.base_url}/admin/", None, {}
@@ -275,6 +273,3 @@ def _aware(value: datetime | str | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
-
-
-COMPOSERS.update(reminder=compose_reminder, digest=compose_digest)

@@ -1,6 +1,6 @@
 """Build invite-update (METHOD:REQUEST) and invite-cancel (METHOD:CANCEL) emails.
 
-The rows are written by `nudger.enrolments.invites` with the steps' SEQUENCE
+The rows are written by `nudger.enrolments.invite_changes` with the steps' SEQUENCE
 already raised. They are rendered from the database as it is at send time,
 with the same UID as the step's first invite and its current SEQUENCE. A
 change that no longer holds by then is not sent: a cancel for a pause that
@@ -17,8 +17,7 @@ from sqlmodel import Session
 
 from nudger import tokens
 from nudger.config import Settings
-from nudger.mail.compose.steps import (
-    COMPOSERS,
+from nudger.mail.context import (
     journey_ctx,
     live_step_count,
     person_ctx,
@@ -26,7 +25,8 @@ from nudger.mail.compose.steps import (
     step_ctx,
 )
 from nudger.mail.invites import InviteEvent, Method, build_invites, make_uid
-from nudger.mail.render import build_message, make_message_id, render
+from nudger.mail.mime import build_message, make_message_id
+from nudger.mail.render import render
 from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
 
 # Why an invite is cancelled, most telling first: one email gives one reason.
@@ -170,6 +170,3 @@ def _message(
         rendered=render(kind, ctx),
         invite=invites,
     )
-
-
-COMPOSERS.update({"invite-update": compose_invite_update, "invite-cancel": compose_invite_cancel})

@@ -1,89 +1,26 @@
-"""Turn an outbox row into an email: load what it names, build the context, render."""
+"""Build the email that carries one or more steps, with their calendar invites."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import parseaddr
-from functools import lru_cache
-from typing import TypeVar
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session
 
 from nudger import tokens
-from nudger.calendar import zone
 from nudger.config import Settings
+from nudger.mail.context import (
+    journey_ctx,
+    live_step_count,
+    loaded,
+    person_ctx,
+    sender_domain,
+    step_ctx,
+)
 from nudger.mail.invites import InviteEvent, build_invites, make_uid
-from nudger.mail.render import build_message, make_message_id
+from nudger.mail.mime import build_message, make_message_id
 from nudger.mail.render_once import Personal, render_personal
 from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
-
-M = TypeVar("M")
-
-
-# session.info key of the objects a send batch loaded, by (model, id).
-PRELOADED = "nudger.preloaded"
-
-
-def loaded(session: Session, model: type[M], ident: int) -> M | None:
-    """Return an object a send batch preloaded (a dict lookup), else `session.get` it."""
-    found = session.info.get(PRELOADED, {}).get((model, ident))
-    return found if found is not None else session.get(model, ident)
-
-
-def sender_domain(settings: Settings) -> str:
-    """Return the domain of NUDGER_FROM, used in Message-IDs and invite UIDs."""
-    return _domain(settings.from_addr)
-
-
-@lru_cache(maxsize=64)
-def _domain(from_addr: str) -> str:
-    return parseaddr(from_addr)[1].rpartition("@")[2] or "localhost"
-
-
-def person_ctx(person: Person, slot: Callable[[str], str] = str) -> dict:
-    """Return the template view of a person; `slot` stands in each string (see skeletons)."""
-    name = person.name or person.email.split("@")[0]
-    return {"name": slot(name), "first_name": slot(name.split()[0]), "email": slot(person.email)}
-
-
-def journey_ctx(journey: Journey) -> dict:
-    """Return the template view of a journey."""
-    return {"title": journey.title, "slug": journey.slug, "summary": journey.spec.get("summary")}
-
-
-def live_step_count(session: Session, journey_id: int) -> int:
-    """Return how many steps a journey has now (counted once per send batch)."""
-    known = session.info.get("nudger.live_steps", {})
-    if journey_id in known:
-        return known[journey_id]
-    query = select(func.count()).where(Step.journey_id == journey_id, Step.removed.is_(False))
-    return session.exec(query).one()
-
-
-def step_ctx(
-    settings: Settings,
-    es: EnrolmentStep,
-    step: Step,
-    total: int,
-    tz: str,
-    slot: Callable[[str], str] = str,
-) -> dict:
-    """Return the template view of one sent step; `slot` stands in its done link."""
-    return {
-        "key": step.key,
-        "title": step.title,
-        "kind": step.kind,
-        "minutes": step.minutes,
-        "link": step.link,
-        "body": step.body,
-        "done_url": slot(tokens.link(settings, "done", "done", es.id)),
-        "position": step.position + 1,
-        "total": total,
-        "due_date": es.due_at.astimezone(zone(tz)).date() if es.due_at else None,
-        "invite_start": es.invite_start.astimezone(zone(tz)) if es.invite_start else None,
-    }
 
 
 def compose_step(
@@ -149,20 +86,3 @@ def compose_step(
         rendered=render_personal("step", ctx, personal),
         invite=invites or None,
     )
-
-
-Composer = Callable[[Session, Settings, Outbox, datetime], EmailMessage | None]
-COMPOSERS: dict[str, Composer] = {"step": compose_step}
-
-
-def compose(
-    session: Session, settings: Settings, row: Outbox, now: datetime
-) -> EmailMessage | None:
-    """Build the email for an outbox row, or None when nothing is left to send."""
-    return COMPOSERS[row.kind](session, settings, row, now)
-
-
-import nudger.mail.compose.followups  # noqa: E402  (registers "reminder" and "digest")
-import nudger.mail.compose.invites  # noqa: E402  (registers "invite-update", "invite-cancel")
-import nudger.mail.previews  # noqa: E402, F401  (registers the "test" composer)
-from nudger import links as freshlinks  # noqa: E402, F401  (registers the "links" composer)

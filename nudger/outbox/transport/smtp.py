@@ -11,7 +11,6 @@ once more on a new connection; after it, the message counts as not sent
 
 from __future__ import annotations
 
-import contextlib
 import smtplib
 import ssl
 from dataclasses import dataclass, field
@@ -23,6 +22,13 @@ from nudger.outbox.transport.base import (
     Sending,
     TransientSendError,
     Transport,
+)
+from nudger.outbox.transport.smtp_connection import (
+    classify,
+    close_quietly,
+    connect,
+    reply_text,
+    worst_refusal,
 )
 from nudger.outbox.transport.smtp_data import data_block, envelope_of, quote, wire
 
@@ -130,7 +136,7 @@ class SMTPTransport(Transport):
         try:
             conn.send(b"".join(out))
         except (OSError, smtplib.SMTPException) as exc:
-            raise _Dropped(_text(exc) or "server disconnected") from exc
+            raise _Dropped(reply_text(exc) or "server disconnected") from exc
         if new is not None:
             new.conn = conn
         self._waiting = new
@@ -149,7 +155,9 @@ class SMTPTransport(Transport):
                 if conn is waiting.conn:
                     self._discard()
                 if not waiting.retry:
-                    waiting.sending.settle(TransientSendError(_text(exc) or "server disconnected"))
+                    waiting.sending.settle(
+                        TransientSendError(reply_text(exc) or "server disconnected")
+                    )
                     return False
                 waiting.retry = False
                 try:
@@ -162,12 +170,12 @@ class SMTPTransport(Transport):
                     return False
                 except (OSError, smtplib.SMTPException) as again:
                     self._discard()
-                    waiting.sending.settle(TransientSendError(_text(again) or "disconnected"))
+                    waiting.sending.settle(TransientSendError(reply_text(again) or "disconnected"))
                     return False
                 continue
             except (OSError, smtplib.SMTPException) as exc:
                 self._discard()
-                waiting.sending.settle(TransientSendError(_text(exc) or type(exc).__name__))
+                waiting.sending.settle(TransientSendError(reply_text(exc) or type(exc).__name__))
                 return False
             try:
                 waiting.refused = self._check_envelope(conn, waiting.recipients, replies)
@@ -211,11 +219,11 @@ class SMTPTransport(Transport):
             refused = self._check_envelope(conn, recipients, replies)
             conn.send(payload)
         except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
-            raise _Dropped(_text(exc) or "server disconnected") from exc
+            raise _Dropped(reply_text(exc) or "server disconnected") from exc
         except (OSError, smtplib.SMTPException) as exc:
             # Timeouts and the like: the connection's state is unknown, so drop it.
             self._discard()
-            raise TransientSendError(_text(exc) or type(exc).__name__) from exc
+            raise TransientSendError(reply_text(exc) or type(exc).__name__) from exc
         self._in_flight = (sending, refused)
 
     def _check_envelope(
@@ -229,11 +237,11 @@ class SMTPTransport(Transport):
         for code, reply in replies:
             if code == 421:  # the server is closing the connection
                 self._discard()
-                raise _classify(code, _text(reply))
+                raise classify(code, reply_text(reply))
         code, reply = replies[0]
         if code != 250:
             self._abort(conn, code)
-            raise _classify(code, _text(reply))
+            raise classify(code, reply_text(reply))
         refused = {
             address: answer
             for address, answer in zip(recipients, replies[1:], strict=False)
@@ -241,11 +249,11 @@ class SMTPTransport(Transport):
         }
         if len(refused) == len(recipients):
             self._abort(conn, max(c for c, _ in refused.values()))
-            raise _classify(*_worst(refused))
+            raise classify(*worst_refusal(refused))
         code, reply = replies[-1]
         if code != 354:
             self._abort(conn, code)
-            raise _classify(code, _text(reply))
+            raise classify(code, reply_text(reply))
         return refused
 
     def _settle(self, sending: Sending) -> None:
@@ -272,16 +280,16 @@ class SMTPTransport(Transport):
             # (a retry carries the same Message-ID). The caller's next message
             # finds the connection gone and reconnects.
             self._discard()
-            sending.settle(TransientSendError(_text(exc) or "server disconnected"))
+            sending.settle(TransientSendError(reply_text(exc) or "server disconnected"))
             return
         if code != 250:
             if code == 421:
                 self._discard()
-            sending.settle(_classify(code, _text(reply)))
+            sending.settle(classify(code, reply_text(reply)))
         elif refused:
             # Some recipients took it: retrying would duplicate it for them,
             # so this is final either way; report the refusal.
-            sending.settle(PermanentSendError(*_worst(refused)[::-1]))
+            sending.settle(PermanentSendError(*worst_refusal(refused)[::-1]))
         else:
             sending.settle()
 
@@ -334,21 +342,21 @@ class SMTPTransport(Transport):
             self._reset(conn)
             if not exc.recipients:
                 raise PermanentSendError("the message has no recipient address") from exc
-            code, detail = _worst(exc.recipients)
-            raise _classify(code, detail) from exc
+            code, detail = worst_refusal(exc.recipients)
+            raise classify(code, detail) from exc
         except smtplib.SMTPResponseException as exc:
             # Sender refused, data refused: smtplib already resets or closes
             # on most of these, but not when DATA itself is refused.
             self._reset(conn)
-            raise _classify(exc.smtp_code, _text(exc.smtp_error)) from exc
+            raise classify(exc.smtp_code, reply_text(exc.smtp_error)) from exc
         except smtplib.SMTPNotSupportedError as exc:
             self._reset(conn)
-            raise PermanentSendError(_text(exc)) from exc
+            raise PermanentSendError(reply_text(exc)) from exc
         except (OSError, smtplib.SMTPException) as exc:
             self._discard()
-            raise TransientSendError(_text(exc) or type(exc).__name__) from exc
+            raise TransientSendError(reply_text(exc) or type(exc).__name__) from exc
         if refused:
-            code, detail = _worst(refused)
+            code, detail = worst_refusal(refused)
             raise PermanentSendError(detail, code)
 
     def _connection(self) -> smtplib.SMTP:
@@ -359,44 +367,16 @@ class SMTPTransport(Transport):
 
     def _connect(self) -> smtplib.SMTP:
         """Open a connection, start TLS if asked, and log in."""
-        # Built only for TLS: loading the system's CA certificates takes ~20 ms.
-        tls = self.scheme in ("smtps", "smtp+starttls")
-        context = (self.ssl_context or ssl.create_default_context()) if tls else None
-        conn: smtplib.SMTP | None = None
-        try:
-            if self.scheme == "smtps":
-                conn = smtplib.SMTP_SSL(
-                    self.host,
-                    self.port,
-                    local_hostname=self.local_hostname,
-                    timeout=self.timeout,
-                    context=context,
-                )
-            else:
-                conn = smtplib.SMTP(
-                    self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
-                )
-            conn.ehlo()
-            if self.scheme == "smtp+starttls":
-                conn.starttls(context=context)
-                conn.ehlo()
-            if self.username:
-                conn.login(self.username, self.password or "")
-            return conn
-        except smtplib.SMTPResponseException as exc:
-            _close_quietly(conn)
-            raise _classify(exc.smtp_code, _text(exc.smtp_error), connecting=True) from exc
-        except smtplib.SMTPNotSupportedError as exc:
-            # The URL asks for STARTTLS or AUTH the server does not offer: a
-            # configuration problem that retrying will not fix.
-            _close_quietly(conn)
-            raise PermanentSendError(_text(exc), connecting=True) from exc
-        except (OSError, smtplib.SMTPException) as exc:
-            _close_quietly(conn)
-            raise TransientSendError(
-                f"cannot connect to {self.host}:{self.port}: {_text(exc) or type(exc).__name__}",
-                connecting=True,
-            ) from exc
+        return connect(
+            self.scheme,
+            self.host,
+            self.port,
+            username=self.username,
+            password=self.password,
+            local_hostname=self.local_hostname,
+            timeout=self.timeout,
+            ssl_context=self.ssl_context,
+        )
 
     def _reset(self, conn: smtplib.SMTP) -> None:
         """Abort the failed transaction so the next message can use the connection."""
@@ -419,7 +399,7 @@ class SMTPTransport(Transport):
             self._in_flight = None
             sending.settle(TransientSendError("server disconnected before answering"))
         conn, self._conn = self._conn, None
-        _close_quietly(conn)
+        close_quietly(conn)
 
 
 @dataclass(eq=False)
@@ -450,30 +430,3 @@ class _Dropped(Exception):
 def _reply(conn: smtplib.SMTP) -> tuple[int, bytes]:
     """Read one (possibly multi-line) reply."""
     return conn.getreply()
-
-
-def _classify(code: int | None, detail: str, *, connecting: bool = False) -> SendError:
-    """Return the error an SMTP reply code stands for."""
-    if code is not None and 500 <= code < 600:
-        return PermanentSendError(detail, code, connecting=connecting)
-    return TransientSendError(detail, code, connecting=connecting)
-
-
-def _worst(refused: dict[str, tuple[int, bytes]]) -> tuple[int, str]:
-    """Return the highest code among refused recipients, with its text."""
-    address, (code, reply) = max(refused.items(), key=lambda item: item[1][0])
-    return code, f"{address}: {_text(reply)}"
-
-
-def _text(value: object) -> str:
-    """Return a server reply or an exception as one line of text."""
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return " ".join(str(value).split())
-
-
-def _close_quietly(conn: smtplib.SMTP | None) -> None:
-    """Close a connection without caring how it ends."""
-    if conn is not None:
-        with contextlib.suppress(OSError):
-            conn.close()

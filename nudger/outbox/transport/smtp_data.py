@@ -1,7 +1,7 @@
 """Serialise EmailMessages to the bytes SMTP sends, and read their envelope.
 
 `wire` writes a message as smtplib would, byte for byte, but without the
-email package's Generator for the parts `nudger.mail.render.build_message` makes
+email package's Generator for the parts `nudger.mail.mime.build_message` makes
 (their payloads are encoded already). `data_block` turns those bytes into a
 DATA block; `envelope` gives the sender and recipients `send_message` would.
 """
@@ -81,7 +81,7 @@ def wire(msg: Message) -> bytes:
 
     The Generator writes payloads line by line in Python (~1 ms for a message
     with invites). Parts whose payloads are already-encoded strings, as
-    `nudger.mail.render.build_message` makes them, only need their headers folded
+    `nudger.mail.mime.build_message` makes them, only need their headers folded
     and their line ends made CRLF. Anything else goes through the Generator.
     """
     policy = _crlf(msg.policy)
@@ -103,7 +103,8 @@ def _wire(part: Message, policy, out: list[str]) -> None:
         if name.lower() == "content-type":
             content_type = value
     out.append("\r\n")
-    payload = part._payload  # what the Generator reads, without get_payload's decoding
+    # Undecoded, as the Generator writes it: the parts of a multipart, else the encoded body.
+    payload = part.get_payload()
     if isinstance(payload, list):
         boundary = _boundary(content_type)
         if not boundary or part.preamble is not None or part.epilogue is not None:
@@ -112,9 +113,10 @@ def _wire(part: Message, policy, out: list[str]) -> None:
             out.append(f"--{boundary}\r\n" if index == 0 else f"\r\n--{boundary}\r\n")
             _wire(sub, policy, out)
         out.append(f"\r\n--{boundary}--\r\n")
-    elif isinstance(payload, str) and (
-        _maintype(content_type) if content_type else part.get_content_maintype()
-    ) != "message":
+    elif (
+        isinstance(payload, str)
+        and (_maintype(content_type) if content_type else part.get_content_maintype()) != "message"
+    ):
         if not payload.isascii():
             raise _Unusual  # 8-bit or surrogate-escaped text: the Generator re-encodes it
         if "\r" not in payload:

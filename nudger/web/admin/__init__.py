@@ -7,12 +7,12 @@ page added to any child blueprint is guarded without remembering to.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, g, jsonify, redirect, request, session, url_for
 
-from nudger.admins import session_version
+from nudger.admins import sessions
 from nudger.db import utcnow
 from nudger.models import AdminUser
 from nudger.web import db, error_page
@@ -20,7 +20,6 @@ from nudger.web import db, error_page
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 PUBLIC = {"admin.auth.login", "admin.auth.login_code"}
-SESSION_HOURS = 12  # a signed-in console lasts a working day
 
 
 def clock() -> datetime:
@@ -38,12 +37,19 @@ def actor() -> str:
     return g.admin.email
 
 
+def client_ip() -> str:
+    """Return the address the request came from, for limits and the audit log."""
+    return (request.remote_addr or "unknown")[:64]
+
+
 def sign_in(admin: AdminUser, now: datetime) -> None:
-    """Start a fresh console session for `admin`."""
+    """Start a fresh console session for `admin` (the caller commits).
+
+    The cookie holds only the token of a server-side session, so signing out
+    (or a new password) ends it for every copy of the cookie.
+    """
     session.clear()
-    session["admin_id"] = admin.id
-    session["admin_v"] = session_version(admin)
-    session["admin_at"] = now.timestamp()
+    session["admin_sid"] = sessions.start(db(), admin, now, client_ip())
 
 
 def safe_next(target: str | None, default: str) -> str:
@@ -57,17 +63,13 @@ def safe_next(target: str | None, default: str) -> str:
 
 
 def _load_admin() -> AdminUser | None:
-    admin_id = session.get("admin_id")
-    if not admin_id:
+    live = sessions.find(db(), session.get("admin_sid"), clock())
+    if live is None:
         return None
-    started = datetime.fromtimestamp(session.get("admin_at", 0), UTC)
-    if clock() - started > timedelta(hours=SESSION_HOURS):
-        return None
-    admin = db().get(AdminUser, admin_id)
-    # A new password or TOTP ends every other session of that admin.
-    if admin is None or session.get("admin_v") != session_version(admin):
-        return None
-    return admin
+    g.admin_session = live
+    if db().dirty:  # last_seen_at moved on
+        db().commit()
+    return db().get(AdminUser, live.admin_id)
 
 
 @bp.before_request
@@ -75,8 +77,7 @@ def guard():
     g.admin = _load_admin()
     if g.admin is not None or request.endpoint in PUBLIC:
         return None
-    for key in ("admin_id", "admin_v", "admin_at"):
-        session.pop(key, None)
+    session.pop("admin_sid", None)
     if request.path.endswith(".json"):
         return jsonify(error="sign in to the admin console"), 401
     if request.method in ("GET", "HEAD"):

@@ -34,7 +34,8 @@ def index():
     if journey is not None:
         known = next(j for j in journeys if j.id == journey.id)
         detail = dashboard.journey_stats(session, journey, now, known)
-        days = dashboard.completions_by_day(session, journey.id, now)
+        span = dashboard.completion_days(session, journey.id, now)
+        days = dashboard.completions_by_day(session, journey.id, now, days=span)
         charts_for = {
             "status": charts.stacked(
                 "status", f"Where people are on {journey.title}", detail.status_rows()
@@ -45,7 +46,9 @@ def index():
                 [(f"{s.position + 1}. {s.title}", s.sent, s.done) for s in detail.steps],
                 detail.enrolled,
             ),
-            "daily": charts.daily("daily", "Steps completed per day, last 60 days (UTC)", days),
+            "daily": charts.daily(
+                "daily", f"Steps completed per day, last {span} days (UTC)", days
+            ),
             "stalls": charts.hbars(
                 "stalls",
                 "Steps people are stuck on now (sent, past due, not done)",

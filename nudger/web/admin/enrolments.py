@@ -1,4 +1,5 @@
-"""Enrolments: search and filter, pause, resume, withdraw, move the start; a person's history."""
+"""Enrolments: search and filter, pause, resume, withdraw, move the start; a person's history
+and the erasure of their personal data."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ from nudger.enrolments import changes as domain
 from nudger.insights import ledger
 from nudger.insights import search as lookup
 from nudger.models import Enrolment, Journey, Person
+from nudger.privacy import erasure
 from nudger.web import db, id_arg, settings
 from nudger.web.admin import actor, clock, safe_next
 from nudger.web.admin.csv import csv_download
 
 bp = Blueprint("enrolments", __name__)
 
+# An erased person's enrolments stay only for the counts: nothing about them changes again.
+ERASED_UNCHANGED = "Nothing changed: this person's personal data was erased."
 ACTIONS = {
     "pause": ("paused", "was not active"),
     "resume": ("resumed", "was not paused"),
@@ -69,6 +73,9 @@ def change(enrolment_id: int, action: str):
     enrolment = session.get(Enrolment, enrolment_id) or abort(404)
     person = session.get(Person, enrolment.person_id)
     journey = session.get(Journey, enrolment.journey_id)
+    if person.erased_at is not None:
+        flash(ERASED_UNCHANGED)
+        return redirect(_back(enrolment))
     change_fn = getattr(domain, action)
     changed = change_fn(
         session, enrolment, clock(), actor(), default_country=settings().default_country
@@ -87,6 +94,9 @@ def move(enrolment_id: int):
     session = db()
     enrolment = session.get(Enrolment, enrolment_id) or abort(404)
     person = session.get(Person, enrolment.person_id)
+    if person.erased_at is not None:
+        flash(ERASED_UNCHANGED)
+        return redirect(_back(enrolment))
     text = request.form.get("start_date", "").strip()
     try:
         new_date = date.fromisoformat(text)
@@ -113,3 +123,25 @@ def person(person_id: int):
     now = clock()
     mail = [(m, ledger.display_state(m, now)) for m in history.mail]
     return render_template("admin/person.html", h=history, mail=mail, labels=ledger.LABELS)
+
+
+@bp.get("/people/<int:person_id>/erase")
+def erase_confirm(person_id: int):
+    try:
+        plan = erasure.describe_erasure(db(), person_id)
+    except erasure.PersonNotFound:
+        abort(404)
+    return render_template("admin/erase.html", plan=plan)
+
+
+@bp.post("/people/<int:person_id>/erase")
+def erase(person_id: int):
+    try:
+        done = erasure.erase_person(db(), person_id, actor=actor(), now=clock())
+    except erasure.PersonNotFound:
+        abort(404)
+    if done.already_erased:
+        flash(f"Nothing changed: person {person_id}'s personal data was already erased.")
+    else:
+        flash(f"Person {person_id}'s personal data was erased.")
+    return redirect(url_for("admin.enrolments.person", person_id=person_id))

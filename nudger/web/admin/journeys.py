@@ -7,22 +7,23 @@ import secrets
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from sqlmodel import func, select
 
+from nudger import outbox
 from nudger.audit import record as audit
-from nudger.db import upsert_ignore
 from nudger.insights import charts
-from nudger.insights.ledger import enqueue_now
 from nudger.mail import previews
 from nudger.mail.previews import message_parts as mail_parts
-from nudger.models import Enrolment, Journey, Outbox
+from nudger.models import Enrolment, Journey
 from nudger.web import db, settings
 from nudger.web.admin import clock, current_admin
 from nudger.web.downloads import attachment
 
 bp = Blueprint("journeys", __name__)
 
-# The preview is a sandboxed frame: no scripts, no same-origin access, inline styles only.
+# The preview is a sandboxed frame: no scripts, no forms, inline styles only. It
+# keeps its origin so that the page can size the frame to it (static/frames.js);
+# with no script able to run inside, that gives the email no power over the page.
 FRAME_CSP = (
-    "sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; "
+    "sandbox allow-same-origin allow-popups allow-popups-to-escape-sandbox; default-src 'none'; "
     "style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
 )
 
@@ -112,24 +113,20 @@ def send_test(slug: str, key: str):
     admin, now, session = current_admin(), clock(), db()
     # The nonce comes from the page: a double click sends one test, a second press another.
     nonce = request.form.get("nonce", "")[:40] or secrets.token_urlsafe(12)
-    stmt = upsert_ignore(session, Outbox.__table__, ["dedupe_key"]).values(
-        dedupe_key=f"test:{admin.id}:{nonce}",
-        kind="test",
-        to_email=admin.email,
-        payload={"journey_id": journey.id, "preview": key},
-        state="pending",
-        attempts=0,
-        next_attempt_at=now,
-        enqueued_at=None,
-        created_at=now,
-    )
-    outbox_id = session.execute(stmt.returning(Outbox.__table__.c.id)).scalar()
+    message = {
+        "dedupe_key": f"test:{admin.id}:{nonce}",
+        "kind": "test",
+        "to_email": admin.email,
+        "payload": {"journey_id": journey.id, "preview": key},
+    }
+    added = outbox.add(session, [message], now)
+    outbox_id = added[0].id if added else None
     if outbox_id is not None:
         audit(session, admin.email, "email.test", now, "outbox", outbox_id,
               journey=journey.slug, preview=key)  # fmt: skip
     session.commit()
     if outbox_id is not None:
-        queued = enqueue_now(session, settings(), [outbox_id], now)
+        queued = outbox.enqueue_committed(session, settings(), [outbox_id], now)
         later = "" if queued else " (the queue is unreachable: the clock will send it)"
         flash(f"Test email queued to {admin.email}{later}. Follow it in Sent mail.")
     else:

@@ -17,8 +17,8 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from nudger.db import upsert_ignore
-from nudger.models import Enrolment, EnrolmentStep, Outbox, Person, Step
+from nudger import outbox
+from nudger.models import Enrolment, EnrolmentStep, Person, Step
 
 UPDATE = "invite-update"
 CANCEL = "invite-cancel"
@@ -82,20 +82,13 @@ def _write(session: Session, kind: str, steps: Iterable[EnrolmentStep], now: dat
         if len(key) > 200:
             # Only the first step's id and sequence: every change raises it, so still unique.
             key = f"{kind}:{enrolment_id}:{rows[0].id}.{rows[0].invite_sequence}+{len(rows)}"
-        stmt = upsert_ignore(session, Outbox.__table__, ["dedupe_key"]).values(
-            dedupe_key=key,
-            kind=kind,
-            to_email=person.email,
-            person_id=person.id,
-            enrolment_id=enrolment_id,
-            payload={"enrolment_step_ids": [es.id for es in rows]},
-            state="pending",
-            attempts=0,
-            next_attempt_at=now,
-            enqueued_at=None,
-            created_at=now,
-        )
-        new_id = session.execute(stmt.returning(Outbox.__table__.c.id)).scalar()
-        if new_id is not None:
-            ids.append(new_id)
+        message = {
+            "dedupe_key": key,
+            "kind": kind,
+            "to_email": person.email,
+            "person_id": person.id,
+            "enrolment_id": enrolment_id,
+            "payload": {"enrolment_step_ids": [es.id for es in rows]},
+        }
+        ids += [row.id for row in outbox.add(session, [message], now)]
     return ids

@@ -1,9 +1,8 @@
-"""Admin users: creation, password and TOTP checks, sign-in limits, the audit log."""
+"""Admin users: creation, password and TOTP checks; a new password or TOTP ends their sessions."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from datetime import datetime
 
@@ -14,6 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 from redis.exceptions import RedisError
 from sqlmodel import Session, select
 
+from nudger.admins import sessions
 from nudger.audit import record as audit
 from nudger.models import AdminUser
 
@@ -26,14 +26,24 @@ class AdminError(ValueError):
     """The email or password was not acceptable."""
 
 
-def create_or_update_admin(session: Session, email: str, password: str, now: datetime) -> bool:
-    """Create an admin, or set a new password; return True if created."""
+def admin_email(email: str) -> str:
+    """Return the address an admin signs in with, or raise AdminError."""
     try:
-        email = validate_email(email, check_deliverability=False).normalized.lower()
+        return validate_email(email, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
         raise AdminError(f"{email!r} is not a valid email address: {exc}") from None
+
+
+def check_new_password(password: str) -> None:
+    """Raise AdminError unless `password` may be an admin's password."""
     if len(password) < MIN_PASSWORD:
         raise AdminError(f"the password must be at least {MIN_PASSWORD} characters")
+
+
+def create_or_update_admin(session: Session, email: str, password: str, now: datetime) -> bool:
+    """Create an admin, or set a new password; return True if created."""
+    email = admin_email(email)
+    check_new_password(password)
     admin = session.exec(select(AdminUser).where(AdminUser.email == email)).first()
     created = admin is None
     if created:
@@ -41,6 +51,7 @@ def create_or_update_admin(session: Session, email: str, password: str, now: dat
         session.add(admin)
     admin.password_hash = _hasher.hash(password)
     session.flush()
+    sessions.end_all(session, admin.id, now)
     action = "admin.create" if created else "admin.password"
     audit(session, "cli", action, now, "admin", admin.id, email=email)
     return created
@@ -56,8 +67,6 @@ def check_password(admin: AdminUser, password: str) -> bool:
 
 # --- signing in ---------------------------------------------------------------------
 
-LOGIN_LIMIT = 5  # failed attempts per IP and per email ...
-LOGIN_WINDOW = 15 * 60  # ... within this many seconds
 # Verified when the email is unknown, so a wrong email costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash("not a real password, only for timing")
 
@@ -85,53 +94,6 @@ def record_login(session: Session, admin: AdminUser, now: datetime, ip: str) -> 
     """Note a successful sign-in on the admin and in the audit log."""
     admin.last_login_at = now
     audit(session, admin.email, "admin.login", now, "admin", admin.id, ip=ip)
-
-
-def session_version(admin: AdminUser) -> str:
-    """Return a fingerprint that changes with the password or TOTP, ending older sessions."""
-    material = f"{admin.id}:{admin.password_hash}:{admin.totp_secret or ''}"
-    return hashlib.sha256(material.encode()).hexdigest()[:20]
-
-
-class LoginLimiter:
-    """Count failed sign-ins per IP and per email in Redis; refuse after `limit` per window.
-
-    If Redis is unreachable the limiter lets sign-ins through (and logs it):
-    admins must still reach the console, whose health panel says Redis is down.
-    """
-
-    def __init__(self, redis, limit: int = LOGIN_LIMIT, window: int = LOGIN_WINDOW) -> None:
-        self.redis, self.limit, self.window = redis, limit, window
-
-    def _keys(self, ip: str, email: str) -> list[str]:
-        return [f"nudger:login-fail:ip:{ip}", f"nudger:login-fail:email:{email.strip().lower()}"]
-
-    def retry_after(self, ip: str, email: str) -> int:
-        """Return the seconds until this IP and email may try again; 0 if they may now."""
-        wait = 0
-        try:
-            for key in self._keys(ip, email):
-                count = self.redis.get(key)
-                if count is not None and int(count) >= self.limit:
-                    wait = max(wait, self.redis.ttl(key), 1)
-        except RedisError:
-            log.warning("sign-in limits unavailable: Redis is unreachable", exc_info=True)
-            return 0
-        return wait
-
-    def failed(self, ip: str, email: str) -> None:
-        """Count one failed attempt; the window starts at the first failure."""
-        try:
-            for key in self._keys(ip, email):
-                if self.redis.incr(key) == 1:
-                    self.redis.expire(key, self.window)
-        except RedisError:
-            log.warning("could not count a failed sign-in: Redis is unreachable")
-
-    def succeeded(self, ip: str, email: str) -> None:
-        """Forget the failures of this email (the IP's stay: it may be guessing others)."""
-        with contextlib.suppress(RedisError):
-            self.redis.delete(self._keys(ip, email)[1])
 
 
 # --- two-step sign-in (TOTP) --------------------------------------------------------
@@ -166,23 +128,26 @@ def claim_totp_code(redis, admin_id: int, code: str) -> bool:
 
 
 def enable_totp(session: Session, admin: AdminUser, secret: str, code: str, now: datetime) -> bool:
-    """Turn on two-step sign-in once the admin proves their app has the secret."""
+    """Turn on two-step sign-in once the admin's app shows it has the secret; end sessions."""
     if not totp_ok(secret, code, now):
         return False
     admin.totp_secret = secret
+    sessions.end_all(session, admin.id, now)
     audit(session, admin.email, "admin.totp_enable", now, "admin", admin.id)
     return True
 
 
 def disable_totp(session: Session, admin: AdminUser, now: datetime) -> None:
-    """Turn off two-step sign-in."""
+    """Turn off two-step sign-in and end the admin's sessions."""
     admin.totp_secret = None
+    sessions.end_all(session, admin.id, now)
     audit(session, admin.email, "admin.totp_disable", now, "admin", admin.id)
 
 
 def change_password(session: Session, admin: AdminUser, new: str, now: datetime) -> None:
-    """Set a new password (which ends the admin's other sessions)."""
+    """Set a new password and end every session of the admin."""
     if len(new) < MIN_PASSWORD:
         raise AdminError(f"the new password must be at least {MIN_PASSWORD} characters")
     admin.password_hash = _hasher.hash(new)
+    sessions.end_all(session, admin.id, now)
     audit(session, admin.email, "admin.password", now, "admin", admin.id)
