@@ -16,7 +16,13 @@ from typing import Any
 import click
 from sqlmodel import Session
 
-from nudger.config import Settings, load_settings
+from nudger.config import (
+    MailNotConfigured,
+    Settings,
+    capture_mail_unless_set,
+    load_settings,
+    require_mail,
+)
 from nudger.db import get_engine, utcnow
 from nudger.wording import ngettext
 
@@ -70,6 +76,13 @@ class Context:
 
     def session(self) -> Session:
         return Session(get_engine(self.settings.database_url), expire_on_commit=False)
+
+    def mail_settings(self) -> Settings:
+        """Return the settings, refusing to go on without NUDGER_SMTP_URL."""
+        try:
+            return require_mail(self.settings)
+        except MailNotConfigured as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
@@ -289,14 +302,15 @@ def worker(ctx: Context, burst: bool, as_json: bool) -> None:
     from workers.jobs import warm_up
     from workers.worker import NudgerWorker
 
+    settings = ctx.mail_settings()
     w: NudgerWorker | None = None
     with until_stopped():
         # Templates compiled once, here: send jobs run in this process, and every
         # other job's forked work horse inherits them.
         warm_up()
         _freeze_imports()
-        conn = redis_connection(ctx.settings)
-        w = NudgerWorker([queue(ctx.settings, q) for q in QUEUES], connection=conn)
+        conn = redis_connection(settings)
+        w = NudgerWorker([queue(settings, q) for q in QUEUES], connection=conn)
         w.work(burst=burst, logging_level="INFO" if not burst else "WARNING")
     tally = w.tally if w is not None else {}
     emails = {k.removeprefix("emails_"): v for k, v in tally.items() if k.startswith("emails_")}
@@ -320,11 +334,12 @@ def clock(ctx: Context, as_json: bool) -> None:
     from nudger.summaries import plural
     from workers.clock import run_forever
 
+    settings = ctx.mail_settings()  # what it queues is for workers that send it
     logging.getLogger("nudger").setLevel(logging.INFO)
     click.echo("Clock started: ticking every minute (Ctrl-C to stop).", err=as_json)
     totals: Counter[str] = Counter()
     with until_stopped():
-        run_forever(ctx.settings, totals=totals)
+        run_forever(settings, totals=totals)
     ticks, failed = totals.pop("ticks", 0), totals.pop("failed_ticks", 0)
     human = (
         f"Clock stopped after {plural(ticks, 'tick')}: "
@@ -351,8 +366,15 @@ def web(ctx: Context, host: str, port: int, as_json: bool) -> None:
     from nudger.serving import must_listen, until_stopped
 
     must_listen(host, port, "web")
+    settings = capture_mail_unless_set(ctx.settings)
+    if settings.smtp_url != ctx.settings.smtp_url:
+        click.echo(
+            f"NUDGER_SMTP_URL is not set: mail is captured, not sent, and shown at "
+            f"http://{host}:{port}/outbox (development only).",
+            err=as_json,
+        )
     with until_stopped():
-        server = make_server(host, port, create_app(ctx.settings), threaded=True)
+        server = make_server(host, port, create_app(settings), threaded=True)
         url = f"http://{host}:{port}"
         emit(as_json, {"url": url}, f"Serving {url} (development server; Ctrl-C stops).")
         server.serve_forever()

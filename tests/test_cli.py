@@ -151,6 +151,52 @@ def test_a_database_that_is_not_initialised_gets_a_hint_not_a_traceback(monkeypa
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", ["worker", "clock"])
+def test_worker_and_clock_refuse_to_start_without_a_mail_setting(run, monkeypatch, command):
+    monkeypatch.delenv("NUDGER_SMTP_URL")
+    result = CliRunner().invoke(main, [command, "--burst"] if command == "worker" else [command])
+    assert result.exit_code == 1
+    assert "NUDGER_SMTP_URL is not set" in result.output
+    assert "Traceback" not in result.output
+
+
+def served_apps(monkeypatch) -> list:
+    """Make `nudger web` build its app and return at once; collect the apps it would serve."""
+    import werkzeug.serving
+
+    class Server:
+        def __init__(self, app) -> None:
+            served.append(app)
+
+        def serve_forever(self) -> None:
+            pass
+
+    served: list = []
+    monkeypatch.setattr(werkzeug.serving, "make_server", lambda h, p, app, **kw: Server(app))
+    return served
+
+
+def test_nudger_web_captures_mail_when_none_is_set_and_says_so(run, monkeypatch):
+    served = served_apps(monkeypatch)
+    monkeypatch.delenv("NUDGER_SMTP_URL")
+
+    result = run("web", "--port", "5055")
+
+    assert "NUDGER_SMTP_URL is not set: mail is captured" in result.output
+    assert "http://127.0.0.1:5055/outbox" in result.output
+    assert served[0].extensions["nudger.settings"].captures_mail
+
+
+def test_nudger_web_sends_mail_as_set(run, monkeypatch):
+    served = served_apps(monkeypatch)
+    monkeypatch.setenv("NUDGER_SMTP_URL", "smtp://mail.example.com")
+
+    result = run("web")
+
+    assert "captured" not in result.output
+    assert served[0].test_client().get("/outbox").status_code == 404
+
+
 def test_erase_shows_what_goes_and_asks_before_erasing(run, session, now):
     from nudger.models import Person
 

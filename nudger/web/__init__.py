@@ -1,16 +1,63 @@
-"""Blueprints and what every request shares: settings, a database session."""
+"""Blueprints and what every request shares: settings, a database session, headers."""
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g, render_template
+import re
+
+from flask import Flask, abort, current_app, g, render_template, request
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlmodel import Session
+from werkzeug.exceptions import BadRequest
+from werkzeug.routing import IntegerConverter
 
 from nudger import wording
 from nudger.config import Settings
 
 csrf = CSRFProtect()
+
+# Every page: nothing from other sites, no inline script or style, never framed
+# by another site (clickjacking a "Mark as done" or admin button). The pages
+# that are framed on purpose (the emails shown in /outbox and the console's
+# previews) set their own, stricter policy with frame-ancestors 'self'.
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; "
+    "object-src 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    # Tokens are in our URLs: never send them to other sites. Same-origin
+    # requests keep the Referer, which Flask-WTF checks on HTTPS POSTs.
+    "Referrer-Policy": "same-origin",
+}
+# Ids are 64-bit signed integers in every database we run on; SQLite's driver
+# raises OverflowError on anything larger, so larger numbers must not get that far.
+MAX_ID = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+class DatabaseId(IntegerConverter):
+    """`<int:...>` in a URL: a non-negative integer no larger than a database id.
+
+    Registered as the app's `int` converter, so every integer route is bounded,
+    including ones added later: a larger number matches no route (404).
+    """
+
+    def __init__(self, map, *args, max: int = MAX_ID, **kwargs) -> None:
+        super().__init__(map, *args, max=min(max, MAX_ID), **kwargs)
+
+
+def id_arg(name: str) -> int | None:
+    """Return query argument `name` as a database id, None when absent; 400 when it is not one."""
+    value = request.args.get(name, "")
+    if not value:
+        return None
+    if not _DIGITS.fullmatch(value) or int(value) > MAX_ID:
+        abort(400, f"The address has a bad value for {name!r}: it must be a number.")
+    return int(value)
 
 
 def settings() -> Settings:
@@ -43,12 +90,14 @@ def init_app(app: Flask) -> None:
     from nudger.web import admin, dev, health, home, learner, links, manager, prefs
 
     @app.after_request
-    def referrer_policy(response):
-        # Tokens are in our URLs: never send them to other sites. Same-origin
-        # requests keep the Referer, which Flask-WTF checks on HTTPS POSTs.
-        response.headers.setdefault("Referrer-Policy", "same-origin")
+    def security_headers(response):
+        # setdefault: a view that sets its own policy (a framed email) keeps it.
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
         return response
 
+    # Before any blueprint: converters are bound when a route is added.
+    app.url_map.converters["int"] = DatabaseId
     csrf.init_app(app)
     Babel(app)
     wording.install(app.jinja_env)
@@ -71,6 +120,10 @@ def init_app(app: Flask) -> None:
             "This form has expired",
             "Nothing was changed. Go back, reload the page and press the button again.",
         )
+
+    @app.errorhandler(BadRequest)
+    def bad_request(exc: BadRequest):
+        return error_page(400, "Bad request", exc.description or "This address is not valid.")
 
     @app.errorhandler(404)
     def not_found(_exc):

@@ -14,7 +14,8 @@ from sqlmodel import select
 from nudger.mail.render import KINDS
 from nudger.mail.view import framed_html, read
 from nudger.models import CapturedMail
-from nudger.web import db, settings
+from nudger.web import db, id_arg, settings
+from nudger.web.downloads import attachment
 
 bp = Blueprint("dev", __name__)
 
@@ -23,10 +24,12 @@ PAGE = 50
 # click on a link (the "Mark as done" button) opens a new, unsandboxed tab, as a
 # mail client would. It keeps its origin so that the page around it can measure
 # its height (static/frames.js); with no script able to run inside, that gives
-# the email no power over the page.
+# the email no power over the page. Only /outbox's own page may frame it
+# (every other page refuses to be framed at all).
 FRAME_POLICY = (
     "sandbox allow-same-origin allow-popups allow-popups-to-escape-sandbox; "
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'"
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "frame-ancestors 'self'"
 )
 IFRAME_SANDBOX = "allow-same-origin allow-popups allow-popups-to-escape-sandbox"
 
@@ -41,7 +44,7 @@ def only_when_capturing():
 def outbox_list():
     kind = request.args.get("kind", "")
     to = request.args.get("to", "").strip().lower()
-    before = request.args.get("before", type=int)
+    before = id_arg("before")
     query = select(CapturedMail)
     if kind:
         query = query.where(CapturedMail.kind == kind)
@@ -99,17 +102,13 @@ def outbox_html(mail_id: int):
     return Response(
         framed_html(html),
         mimetype="text/html",
-        headers={"Content-Security-Policy": FRAME_POLICY, "X-Content-Type-Options": "nosniff"},
+        headers={"Content-Security-Policy": FRAME_POLICY, "X-Frame-Options": "SAMEORIGIN"},
     )
 
 
 @bp.get("/outbox/<int:mail_id>.eml")
 def outbox_raw(mail_id: int):
-    return Response(
-        _mail(mail_id).raw,
-        mimetype="message/rfc822",
-        headers={"Content-Disposition": f'attachment; filename="nudger-{mail_id}.eml"'},
-    )
+    return attachment(_mail(mail_id).raw, "message/rfc822", f"nudger-{mail_id}.eml")
 
 
 @bp.get("/outbox/<int:mail_id>.ics")
@@ -119,11 +118,7 @@ def outbox_ics(mail_id: int, number: int = 1):
     if not 1 <= number <= len(invites):
         abort(404)
     suffix = "" if number == 1 else f"-{number}"
-    return Response(
-        invites[number - 1].ics,
-        mimetype="text/calendar",
-        headers={"Content-Disposition": f'attachment; filename="nudger-{mail_id}{suffix}.ics"'},
-    )
+    return attachment(invites[number - 1].ics, "text/calendar", f"nudger-{mail_id}{suffix}.ics")
 
 
 def _mail(mail_id: int) -> CapturedMail:

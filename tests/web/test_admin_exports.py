@@ -49,7 +49,7 @@ def test_an_exported_name_beginning_with_equals_is_neutralised(settings, session
     client = admin_app(settings, now).test_client()
     sign_in(client)
     response = client.get("/admin/enrolments.csv")
-    assert response.headers["Content-Disposition"] == 'attachment; filename="nudger-enrolments.csv"'
+    assert response.headers["Content-Disposition"] == "attachment; filename=nudger-enrolments.csv"
     [row] = list(csv.DictReader(io.StringIO(response.data.decode("utf-8-sig"))))
     assert row["name"] == '\'=HYPERLINK("http://evil.example","Click")'
     assert row["email"] == "eve@example.com"

@@ -157,7 +157,7 @@ def test_the_error_csv_has_the_bad_rows_with_an_error_column(console):
     uid = upload_id(upload(console, MESSY))
     response = console.get(f"/admin/upload/{uid}/errors.csv")
     assert response.status_code == 200
-    assert response.headers["Content-Disposition"] == 'attachment; filename="learners-errors.csv"'
+    assert response.headers["Content-Disposition"] == "attachment; filename=learners-errors.csv"
     text = response.data.decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text), delimiter=";"))
     assert rows[0][-1] == "error" and rows[0][0] == "E-mail"

@@ -165,7 +165,7 @@ def test_the_eml_download_is_the_message_as_it_was_sent(client, session, engine,
     response = client.get(f"/outbox/{mail_id}.eml")
     msg = message_from_bytes(response.data, policy=default_policy)
 
-    assert response.headers["Content-Disposition"] == f'attachment; filename="nudger-{mail_id}.eml"'
+    assert response.headers["Content-Disposition"] == f"attachment; filename=nudger-{mail_id}.eml"
     assert response.mimetype == "message/rfc822"
     assert response.data == session.get(CapturedMail, mail_id).raw
     assert msg["Message-ID"] == session.exec(select(Outbox.message_id)).one()

@@ -9,6 +9,7 @@ from flask import Response, current_app
 from sqlmodel import Session
 
 from nudger.insights.exports import iter_csv
+from nudger.web.downloads import attachment
 
 Rows = Iterable[Sequence[Any]]
 
@@ -31,8 +32,4 @@ def csv_download(
         with Session(engine, expire_on_commit=False) as session:
             yield from iter_csv(header, rows(session))
 
-    return Response(
-        generate(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    return attachment(generate(), "text/csv", filename)

@@ -8,7 +8,7 @@ from sqlmodel import select
 from nudger.insights import charts, dashboard, ledger
 from nudger.insights.reports import progress
 from nudger.models import AuditLog, Journey
-from nudger.web import db
+from nudger.web import db, id_arg
 from nudger.web.admin import clock
 from nudger.web.admin.csv import csv_download
 
@@ -124,7 +124,7 @@ def progress_csv():
 
 @bp.get("/audit")
 def audit():
-    before = request.args.get("before", type=int)
+    before = id_arg("before")
     query = select(AuditLog)
     if request.args.get("actor"):
         query = query.where(AuditLog.actor == request.args["actor"].strip().lower())

@@ -13,7 +13,7 @@ from nudger.insights import ledger
 from nudger.insights import search as lookup
 from nudger.models import Enrolment, Journey, Person
 from nudger.privacy import erasure
-from nudger.web import db, settings
+from nudger.web import db, id_arg, settings
 from nudger.web.admin import actor, clock, safe_next
 from nudger.web.admin.csv import csv_download
 
@@ -32,7 +32,7 @@ ACTIONS = {
 def index():
     now = clock()
     f = lookup.EnrolmentFilter.from_args(request.args)
-    before = request.args.get("before", type=int)
+    before = id_arg("before")
     rows, next_before = lookup.search(db(), f, now, before)
     journeys = db().exec(select(Journey.slug, Journey.title).order_by(Journey.title)).all()
     return render_template(

@@ -15,6 +15,7 @@ from nudger.mail.previews import message_parts as mail_parts
 from nudger.models import Enrolment, Journey
 from nudger.web import db, settings
 from nudger.web.admin import clock, current_admin
+from nudger.web.downloads import attachment
 
 bp = Blueprint("journeys", __name__)
 
@@ -103,11 +104,7 @@ def email_html(slug: str, key: str):
 def email_eml(slug: str, key: str):
     msg = _preview(slug, key)[1]
     name = f"{slug}-{key.replace(':', '-')}"
-    return Response(
-        msg.as_bytes(),
-        mimetype="message/rfc822",
-        headers={"Content-Disposition": f'attachment; filename="{name}.eml"'},
-    )
+    return attachment(msg.as_bytes(), "message/rfc822", f"{name}.eml")
 
 
 @bp.post("/journeys/<slug>/emails/<key>/test")

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 
 from nudger.insights import ledger
 from nudger.models import Outbox
-from nudger.web import db, settings
+from nudger.web import db, id_arg, settings
 from nudger.web.admin import actor, clock, safe_next
 from nudger.web.admin.csv import csv_download
 
@@ -17,7 +17,7 @@ bp = Blueprint("mail", __name__)
 def index():
     now = clock()
     f = ledger.MailFilter.from_args(request.args)
-    before = request.args.get("before", type=int)
+    before = id_arg("before")
     rows, next_before = ledger.page(db(), f, before)
     return render_template(
         "admin/mail.html",
@@ -39,6 +39,7 @@ def index():
 def export():
     now = clock()
     f = ledger.MailFilter.from_args(request.args)
+
     def rows(session):
         for r in ledger.iter_all(session, f):
             yield (r.id, r.created_at, r.kind, r.to_email, r.subject or "",

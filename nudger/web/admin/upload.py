@@ -11,7 +11,6 @@ from pathlib import Path
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     jsonify,
@@ -27,6 +26,7 @@ from nudger.roster import COLUMNS
 from nudger.roster import uploads as imports_job
 from nudger.web import db, settings
 from nudger.web.admin import actor, clock
+from nudger.web.downloads import attachment
 
 bp = Blueprint("upload", __name__)
 log = logging.getLogger(__name__)
@@ -121,11 +121,8 @@ def errors_csv(upload_id: str):
         abort(404)
     upload = _store().get(upload_id)
     name = Path(upload.filename).stem or "upload"
-    return Response(
-        text.encode("utf-8-sig"),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}-errors.csv"'},
-    )
+    # The name comes from the admin's browser: attachment() encodes it safely.
+    return attachment(text.encode("utf-8-sig"), "text/csv", f"{name}-errors.csv")
 
 
 @bp.post("/upload/<upload_id>/commit")
