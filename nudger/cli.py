@@ -326,6 +326,34 @@ def report(ctx: Context, journey_slug: str | None, fmt: str, now_text: str | Non
             click.echo(as_table(rows))
 
 
+@main.command()
+@click.option("--journey", "journey_slug", help="Only this journey.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@pass_ctx
+def ratings(ctx: Context, journey_slug: str | None, fmt: str) -> None:
+    """How each journey's behaviours moved: pairs, start, latest, improved; response rates."""
+    from nudger.measure.results import all_figures
+    from nudger.measure.summary import as_csv, as_table
+
+    with ctx.session() as session:
+        figures = all_figures(session, journey_slug)
+    if journey_slug and not figures:
+        click.echo(f"error: no journey {journey_slug!r}", err=True)
+        sys.exit(1)
+    if fmt == "json":
+        click.echo(json.dumps({"journeys": [f.to_json() for f in figures]}))
+    elif fmt == "csv":
+        click.echo(as_csv(figures), nl=False)
+    else:
+        click.echo(as_table(figures))
+
+
 def _change_enrolment(
     ctx: Context, action: str, email: str, journey_slug: str | None, as_json: bool
 ):
