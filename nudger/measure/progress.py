@@ -56,9 +56,9 @@ def _progress(
             found[r.enrolment_id].append(r)
     out = []
     for enrolment, journey in enrolments:
-        spec = JourneySpec.model_validate(journey.spec)
-        if spec.measure is None:
+        if not journey.spec.get("measure"):
             continue
+        spec = JourneySpec.model_validate(journey.spec)
         raters = raters_of(spec)
         rows = []
         for b in spec.behaviours():
