@@ -56,9 +56,10 @@ def behaviour_panel(session: Session, journey: Journey) -> Panel | None:
         for rater, by_order in sorted(b.distribution.items()):
             later = [o for o in by_order if o > 0]
             latest_order = max([latest_order, *later])
-            rows = [("Start", _counts(by_order.get(0, {})))]
+            who = {"learner": "Learners", "manager": "Managers"}.get(rater, rater)
+            rows = [(f"{who}: start", _counts(by_order.get(0, {})))]
             if later:
-                rows.append((f"Latest: {_label(max(later))}", _counts(by_order[max(later)])))
+                rows.append((f"{who}: {_label(max(later)).lower()}", _counts(by_order[max(later)])))
             charts[rater] = scale_bars(
                 f"{journey.slug}-{b.key}-{rater}",
                 f"{b.text}: answers from {rater}s at the start and the latest checkpoint",
