@@ -324,3 +324,38 @@ class Rating(SQLModel, table=True):
     checkpoint_order: int  # start 0, end 1, N working days after the end 1 + N
     value: int | None = None  # 1 Never .. 5 Always
     recorded_at: datetime = _ts(default_factory=utcnow)
+
+
+class RatingSummary(SQLModel, table=True):
+    """Matched pairs of one behaviour and kind of rater, kept as ratings are saved.
+
+    The panel and `nudger ratings` read these few rows instead of summing
+    millions of ratings; `nudger.measure.results` proves the two agree.
+    """
+
+    __table_args__ = (UniqueConstraint("journey_id", "behaviour", "rater"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int = Field(foreign_key="journey.id")
+    behaviour: str = Field(max_length=100)
+    rater: str = Field(max_length=8)
+    pairs: int = 0
+    start_sum: int = 0
+    latest_sum: int = 0
+    improved: int = 0
+
+
+class RatingCount(SQLModel, table=True):
+    """How many answered each value (0: no chance to observe) per behaviour, rater, checkpoint."""
+
+    __table_args__ = (
+        UniqueConstraint("journey_id", "behaviour", "rater", "checkpoint_order", "value"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int = Field(foreign_key="journey.id")
+    behaviour: str = Field(max_length=100)
+    rater: str = Field(max_length=8)
+    checkpoint_order: int
+    value: int
+    count: int = 0

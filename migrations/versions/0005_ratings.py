@@ -82,9 +82,36 @@ def upgrade() -> None:
             ['journey_id', 'behaviour', 'rater', 'checkpoint_order', 'enrolment_id', 'value'],
             unique=False)
         batch_op.create_index(batch_op.f('ix_rating_enrolment_id'), ['enrolment_id'], unique=False)
+    op.create_table('ratingsummary',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('journey_id', sa.Integer(), nullable=False),
+    sa.Column('behaviour', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('rater', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+    sa.Column('pairs', sa.Integer(), nullable=False),
+    sa.Column('start_sum', sa.Integer(), nullable=False),
+    sa.Column('latest_sum', sa.Integer(), nullable=False),
+    sa.Column('improved', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['journey_id'], ['journey.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('journey_id', 'behaviour', 'rater')
+    )
+    op.create_table('ratingcount',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('journey_id', sa.Integer(), nullable=False),
+    sa.Column('behaviour', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('rater', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+    sa.Column('checkpoint_order', sa.Integer(), nullable=False),
+    sa.Column('value', sa.Integer(), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['journey_id'], ['journey.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('journey_id', 'behaviour', 'rater', 'checkpoint_order', 'value')
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('ratingcount')
+    op.drop_table('ratingsummary')
     op.drop_table('rating')
     op.drop_table('checkin')
     with op.batch_alter_table('enrolment', schema=None) as batch_op:

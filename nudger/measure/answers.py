@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 from nudger.audit import record
 from nudger.bulk import insert_ignoring
 from nudger.journeys.spec import SCALE, BehaviourSpec, JourneySpec, checkpoint_order
+from nudger.measure.tally import apply_change
 from nudger.models import Checkin, Enrolment, Journey, Person, Rating
 
 # "No chance to observe": an answer, recorded without a value.
@@ -89,6 +90,8 @@ def save_answers(
     the checkpoint closed, BadAnswers for an unknown behaviour or answer, and
     LookupError when the check-in is gone.
     """
+    # Saves of one check-in take turns, so each moves the tallies from what the last left.
+    session.execute(select(Checkin.id).where(Checkin.id == checkin_id).with_for_update())
     page = load_checkin(session, checkin_id)
     if page is None:
         raise LookupError(checkin_id)
@@ -103,6 +106,7 @@ def save_answers(
     checkin = page.checkin
     changed = {k: v for k, v in answers.items() if page.answers.get(k) != v}
     if changed:
+        _tally(session, checkin, changed)
         rows = [
             {
                 "checkin_id": checkin.id,
@@ -142,3 +146,21 @@ def save_answers(
         )
     session.flush()
     return page
+
+
+def _tally(session: Session, checkin: Checkin, changed: dict[str, int]) -> None:
+    """Move the journey's tallies by what these answers change in this enrolment's pairs."""
+    before: dict[str, dict[int, int | None]] = {key: {} for key in changed}
+    rows = session.exec(
+        select(Rating.behaviour, Rating.checkpoint_order, Rating.value).where(
+            Rating.enrolment_id == checkin.enrolment_id,
+            Rating.rater == checkin.rater,
+            Rating.behaviour.in_(sorted(changed)),
+        )
+    )
+    for key, order, value in rows:
+        before[key][order] = value
+    order = checkpoint_order(checkin.checkpoint)
+    for key, value in sorted(changed.items()):
+        after = {**before[key], order: value or None}
+        apply_change(session, checkin.journey_id, checkin.rater, key, order, before[key], after)

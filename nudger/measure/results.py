@@ -14,13 +14,15 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from nudger.journeys.spec import RATERS, JourneySpec, checkpoint_order
-from nudger.models import Journey
+from nudger.models import Journey, RatingCount, RatingSummary
 
 MIN_PAIRS = 5
 
-# One row per behaviour and rater: pairs, their mean start and latest value,
-# and how many moved up by a point or more. Reads ix_rating_panel only.
-_PAIRS = text(
+# The plain path, summing the ratings themselves: one row per behaviour and
+# rater with its pairs, the sums of their start and latest values, and how many
+# moved up by a point or more. `nudger.measure.tally` keeps the same figures as
+# answers are saved; tests hold the two equal.
+PAIRS_FROM_RATINGS = text(
     """
     WITH latest AS (
         SELECT behaviour, rater, enrolment_id, MAX(checkpoint_order) AS o
@@ -28,7 +30,7 @@ _PAIRS = text(
         WHERE journey_id = :journey AND checkpoint_order > 0 AND value IS NOT NULL
         GROUP BY behaviour, rater, enrolment_id
     )
-    SELECT s.behaviour, s.rater, COUNT(*), AVG(s.value * 1.0), AVG(l.value * 1.0),
+    SELECT s.behaviour, s.rater, COUNT(*), SUM(s.value), SUM(l.value),
            SUM(CASE WHEN l.value >= s.value + 1 THEN 1 ELSE 0 END)
     FROM rating s
     JOIN latest ON latest.behaviour = s.behaviour AND latest.rater = s.rater
@@ -41,25 +43,12 @@ _PAIRS = text(
     """
 )
 
-# How many answered each value, per behaviour, rater and checkpoint (None: no chance).
-_DISTRIBUTION = text(
+# How many gave each answer, per behaviour, rater and checkpoint (0: no chance to observe).
+DISTRIBUTION_FROM_RATINGS = text(
     """
-    SELECT behaviour, rater, checkpoint_order, value, COUNT(*)
+    SELECT behaviour, rater, checkpoint_order, COALESCE(value, 0), COUNT(*)
     FROM rating WHERE journey_id = :journey
-    GROUP BY behaviour, rater, checkpoint_order, value
-    """
-)
-
-# Self against manager at one checkpoint, over enrolments both answered with a value.
-_GAP = text(
-    """
-    SELECT l.behaviour, l.checkpoint_order, COUNT(*), AVG(l.value * 1.0 - m.value)
-    FROM rating l
-    JOIN rating m ON m.journey_id = l.journey_id AND m.behaviour = l.behaviour
-                 AND m.checkpoint_order = l.checkpoint_order AND m.enrolment_id = l.enrolment_id
-                 AND m.rater = 'manager' AND m.value IS NOT NULL
-    WHERE l.journey_id = :journey AND l.rater = 'learner' AND l.value IS NOT NULL
-    GROUP BY l.behaviour, l.checkpoint_order
+    GROUP BY behaviour, rater, checkpoint_order, COALESCE(value, 0)
     """
 )
 
@@ -104,8 +93,31 @@ class BehaviourFigures:
     raters: dict[str, RaterFigures] = field(default_factory=dict)
     # rater -> checkpoint order -> value (0: no chance to observe) -> count
     distribution: dict[str, dict[int, dict[int, int]]] = field(default_factory=dict)
-    gap: float | None = None  # mean self minus manager at the latest shared checkpoint
-    gap_n: int = 0
+    gap: float | None = None  # mean self rating minus mean manager rating, latest checkpoint
+    gap_n: int = 0  # the fewer of the two numbers of answers it compares
+
+    def mean(self, rater: str, order: int) -> tuple[float | None, int]:
+        """Return the mean value of a rater's answers at a checkpoint, and how many."""
+        counts = self.distribution.get(rater, {}).get(order, {})
+        n = sum(c for v, c in counts.items() if v)
+        return (sum(v * c for v, c in counts.items()) / n if n else None), n
+
+    def work_out_gap(self) -> None:
+        """Set the self-manager gap at the latest checkpoint both kinds of rater answered."""
+        shared = set(self.distribution.get("learner", {})) & set(
+            self.distribution.get("manager", {})
+        )
+        later = [o for o in shared if o > 0 and self.mean("learner", o)[1]]
+        later = [o for o in later if self.mean("manager", o)[1]]
+        if not later:
+            return
+        (mine, n_self), (theirs, n_manager) = (
+            self.mean("learner", max(later)),
+            self.mean("manager", max(later)),
+        )
+        self.gap_n = min(n_self, n_manager)
+        if self.gap_n >= MIN_PAIRS and mine is not None and theirs is not None:
+            self.gap = mine - theirs
 
     def start_answers(self) -> int:
         """Return how many start answers were given, by either kind of rater."""
@@ -144,8 +156,10 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def journey_figures(session: Session, journey: Journey) -> JourneyFigures:
-    """Return a journey's measurement figures, in four grouped queries."""
+def journey_figures(
+    session: Session, journey: Journey, *, from_ratings: bool = False
+) -> JourneyFigures:
+    """Return a journey's figures from its tallies (or, `from_ratings`, from every rating)."""
     spec = JourneySpec.model_validate(journey.spec)
     raters = list(spec.measure.raters) if spec.measure else list(RATERS)
     current = {b.key: BehaviourFigures(b.key, b.text) for b in spec.behaviours()}
@@ -157,35 +171,60 @@ def journey_figures(session: Session, journey: Journey) -> JourneyFigures:
         return others.setdefault(key, BehaviourFigures(key, key))
 
     params = {"journey": journey.id}
-    for key, rater, pairs, start, latest, improved in session.execute(_PAIRS, params):
+    if from_ratings:
+        pair_rows = session.execute(PAIRS_FROM_RATINGS, params).all()
+        count_rows = session.execute(DISTRIBUTION_FROM_RATINGS, params).all()
+    else:
+        s, c = RatingSummary, RatingCount
+        pair_rows = session.execute(
+            select(s.behaviour, s.rater, s.pairs, s.start_sum, s.latest_sum, s.improved).where(
+                s.journey_id == journey.id, s.pairs > 0
+            )
+        ).all()
+        count_rows = session.execute(
+            select(c.behaviour, c.rater, c.checkpoint_order, c.value, c.count).where(
+                c.journey_id == journey.id, c.count > 0
+            )
+        ).all()
+    for key, rater, pairs, start_sum, latest_sum, improved in pair_rows:
         shown = pairs >= MIN_PAIRS
         figures(key).raters[rater] = RaterFigures(
             pairs=pairs,
-            start=float(start) if shown else None,
-            latest=float(latest) if shown else None,
+            start=int(start_sum) / pairs if shown else None,
+            latest=int(latest_sum) / pairs if shown else None,
             improved=int(improved) / pairs if shown else None,
         )
-    for key, rater, order, value, count in session.execute(_DISTRIBUTION, params):
+    for key, rater, order, value, count in count_rows:
         by_order = figures(key).distribution.setdefault(rater, {}).setdefault(order, {})
-        by_order[value or 0] = count
-    latest_gap: dict[str, int] = {}
-    for key, order, n, gap in session.execute(_GAP, params):
-        if order > 0 and order >= latest_gap.get(key, 0):
-            latest_gap[key] = order
-            b = figures(key)
-            b.gap_n, b.gap = n, float(gap) if n >= MIN_PAIRS else None
+        by_order[value] = count
     for b in [*current.values(), *others.values()]:
+        b.work_out_gap()
         for rater in raters:
             b.raters.setdefault(rater, RaterFigures())
     checkpoints = spec.measure.checkpoints() if spec.measure else []
-    rates: dict[str, dict[str, dict]] = {
-        c: {r: {"sent": 0, "answered": 0, "rate": None, "no_manager": 0} for r in raters}
-        for c in checkpoints
-    }
-    for checkpoint, rater, state, count, answered in session.execute(_RATES, params):
-        cell = rates.setdefault(checkpoint, {}).setdefault(
-            rater, {"sent": 0, "answered": 0, "rate": None, "no_manager": 0}
-        )
+    return JourneyFigures(
+        slug=journey.slug,
+        title=journey.title,
+        checkpoints=checkpoints,
+        behaviours=list(current.values()),
+        removed=sorted(others.values(), key=lambda b: b.key),
+        response_rates=response_rates(session, journey.id, checkpoints, raters),
+    )
+
+
+def response_rates(
+    session: Session, journey_id: int, checkpoints: list[str], raters: list[str]
+) -> dict[str, dict[str, dict]]:
+    """Return, per checkpoint and rater, check-ins sent and answered (and without a manager)."""
+
+    def empty() -> dict:
+        return {"sent": 0, "answered": 0, "rate": None, "no_manager": 0}
+
+    rates: dict[str, dict[str, dict]] = {c: {r: empty() for r in raters} for c in checkpoints}
+    for checkpoint, rater, state, count, answered in session.execute(
+        _RATES, {"journey": journey_id}
+    ):
+        cell = rates.setdefault(checkpoint, {}).setdefault(rater, empty())
         if state == "no-manager":
             cell["no_manager"] += count
         else:
@@ -194,15 +233,7 @@ def journey_figures(session: Session, journey: Journey) -> JourneyFigures:
     for by_rater in rates.values():
         for cell in by_rater.values():
             cell["rate"] = round(cell["answered"] / cell["sent"], 2) if cell["sent"] else None
-    ordered = dict(sorted(rates.items(), key=lambda item: checkpoint_order(item[0])))
-    return JourneyFigures(
-        slug=journey.slug,
-        title=journey.title,
-        checkpoints=checkpoints,
-        behaviours=list(current.values()),
-        removed=sorted(others.values(), key=lambda b: b.key),
-        response_rates=ordered,
-    )
+    return dict(sorted(rates.items(), key=lambda item: checkpoint_order(item[0])))
 
 
 def measured_journeys(session: Session, slug: str | None = None) -> list[Journey]:
