@@ -416,6 +416,35 @@ def report(
             click.echo(as_table(rows))
 
 
+@main.command()
+@click.option("--journey", "journey_slug", help="Only this journey.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (--format json).")
+@pass_ctx
+def ratings(ctx: Context, journey_slug: str | None, fmt: str, as_json: bool) -> None:
+    """How each journey's behaviours moved: pairs, start, latest, improved; response rates."""
+    from nudger.measure.results import all_figures
+    from nudger.measure.summary import as_csv, as_table
+
+    with ctx.session() as session:
+        figures = all_figures(session, journey_slug)
+    if journey_slug and not figures:
+        click.echo(f"error: no journey {journey_slug!r}", err=True)
+        sys.exit(1)
+    if fmt == "json" or as_json:
+        click.echo(json.dumps({"journeys": [f.to_json() for f in figures]}))
+    elif fmt == "csv":
+        click.echo(as_csv(figures), nl=False)
+    else:
+        click.echo(as_table(figures))
+
+
 def _change_enrolment(
     ctx: Context, action: str, email: str, journey_slug: str | None, as_json: bool
 ):

@@ -87,6 +87,7 @@ def replay_history(settings: Settings, start: datetime, end: datetime) -> None:
             for es, key, email in open_steps:
                 if now - es.sent_at >= timedelta(hours=26) and keeps_up(email, key):
                     complete_step(session, es.id, now, note="Done: it helped.", actor="demo")
+            answer_checkins(session, now)
             now += STEP
 
 
@@ -135,6 +136,38 @@ def start_worker(settings: Settings) -> tuple[DemoWorker, threading.Thread]:
     return worker, working
 
 
+def answer_checkins(session: Session, now: datetime) -> None:
+    """Answer the demo's check-ins a few hours after they arrive, as believable people would.
+
+    Most people answer; the status quo is mostly Rarely or Sometimes, and later
+    checkpoints a point or so higher, so the Behaviour change panel shows a shift.
+    """
+    from nudger.journeys.spec import JourneySpec, checkpoint_order
+    from nudger.measure.answers import save_answers
+    from nudger.models import Checkin, Journey
+
+    due = session.exec(
+        select(Checkin, Journey)
+        .join(Journey, Journey.id == Checkin.journey_id)
+        .where(Checkin.state == "sent", Checkin.answered_at.is_(None))
+    ).all()
+    for checkin, journey in due:
+        if now - checkin.sent_at < timedelta(hours=3):
+            continue
+        seed = f"{checkin.enrolment_id}:{checkin.rater}:{checkin.checkpoint}"
+        if hashlib.sha256(seed.encode()).digest()[0] < 40:  # about one in six never answers
+            continue
+        lift = min(checkpoint_order(checkin.checkpoint), 2)
+        answers = {}
+        for b in JourneySpec.model_validate(journey.spec).behaviours():
+            roll = hashlib.sha256(f"{seed}:{b.key}".encode()).digest()[0]
+            # Managers see a little less than people credit themselves with.
+            base = 2 + roll % 2 - (roll % 5 == 0 and checkin.rater == "manager")
+            answers[b.key] = 0 if roll > 245 else max(1, min(5, base + lift))
+        save_answers(session, checkin.id, answers, now)
+    session.commit()
+
+
 def run_demo(
     host: str,
     port: int,
@@ -146,6 +179,8 @@ def run_demo(
 
     `on_ready` gets the demo's addresses once it serves them.
     """
+
+
     from werkzeug.serving import make_server
 
     from nudger import create_app

@@ -16,7 +16,7 @@ from sqlmodel import Session
 from nudger import outbox
 from nudger.config import Settings
 from nudger.mail.compose.links import KIND
-from nudger.models import Enrolment, EnrolmentStep, Person
+from nudger.models import Checkin, Enrolment, EnrolmentStep, Person
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ def person_for(session: Session, purpose: str, subject_id: int) -> Person | None
     """Return the person a token is about, whatever its purpose."""
     if purpose in ("team", "prefs"):
         return session.get(Person, subject_id)
+    if purpose == "checkin":  # the rater: a learner, or their manager
+        checkin = session.get(Checkin, subject_id)
+        return session.get(Person, checkin.rater_id) if checkin and checkin.rater_id else None
     if purpose == "done":
         es = session.get(EnrolmentStep, subject_id)
         subject_id = es.enrolment_id if es else 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint, false, text
 from sqlmodel import Field, SQLModel
 
 from nudger.db import UTCDateTime, utcnow
@@ -110,6 +110,14 @@ class Enrolment(SQLModel, table=True):
         Index("ix_enrolment_due", "next_action_at"),
         # Status counts per journey for the admin dashboard, from the index alone.
         Index("ix_enrolment_journey_status", "journey_id", "status"),
+        # Enrolments whose check-ins are not planned yet (new ones, or after a journey
+        # edit changed when its behaviours are measured): the tick reads only these.
+        Index(
+            "ix_enrolment_checkins_unplanned",
+            "id",
+            sqlite_where=text("checkins_planned = 0"),
+            postgresql_where=text("NOT checkins_planned"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -121,6 +129,7 @@ class Enrolment(SQLModel, table=True):
     next_action_at: datetime | None = _ts(default=None)
     paused_at: datetime | None = _ts(default=None)
     reminders_muted: bool = False
+    checkins_planned: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     import_batch_id: int | None = Field(default=None, foreign_key="importbatch.id")
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
@@ -296,3 +305,108 @@ class TickRun(SQLModel, table=True):
     now: datetime = _ts()
     duration_ms: int = 0
     counts: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Checkin(SQLModel, table=True):
+    """One rater's check-in at one checkpoint of an enrolment: planned, then sent, then answered.
+
+    Rows are planned ahead (a few per enrolment) so that the tick finds the
+    check-ins due by an index on `send_at`, and reminders by `remind_at`.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("enrolment_id", "rater", "checkpoint"),
+        Index(
+            "ix_checkin_due",
+            "send_at",
+            sqlite_where=text("state = 'planned'"),
+            postgresql_where=text("state = 'planned'"),
+        ),
+        Index(
+            "ix_checkin_remind",
+            "remind_at",
+            sqlite_where=text("remind_at IS NOT NULL"),
+            postgresql_where=text("remind_at IS NOT NULL"),
+        ),
+        # Response rates per journey and checkpoint, from the index alone.
+        Index("ix_checkin_rates", "journey_id", "checkpoint", "rater", "state", "answered_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    enrolment_id: int = Field(foreign_key="enrolment.id", index=True)
+    journey_id: int = Field(foreign_key="journey.id")
+    rater: str = Field(max_length=8)  # learner|manager
+    checkpoint: str = Field(max_length=8)  # start|end|<working days after the end>
+    # planned|sent|skipped (paused, withdrawn or closed before it went)|no-manager
+    state: str = Field(default="planned", max_length=10)
+    send_at: datetime = _ts()
+    rater_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    sent_at: datetime | None = _ts(default=None)
+    closes_at: datetime | None = _ts(default=None)
+    remind_at: datetime | None = _ts(default=None)  # cleared once reminded or answered
+    reminded_at: datetime | None = _ts(default=None)
+    answered_at: datetime | None = _ts(default=None)
+
+
+class Rating(SQLModel, table=True):
+    """One answer: how often a rater saw a behaviour at a checkpoint (None: could not observe)."""
+
+    __table_args__ = (
+        UniqueConstraint("checkin_id", "behaviour"),
+        # The panel's distributions and pairs per journey, behaviour, rater and checkpoint.
+        Index(
+            "ix_rating_panel",
+            "journey_id",
+            "behaviour",
+            "rater",
+            "checkpoint_order",
+            "enrolment_id",
+            "value",
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    checkin_id: int = Field(foreign_key="checkin.id")
+    enrolment_id: int = Field(foreign_key="enrolment.id", index=True)
+    journey_id: int = Field(foreign_key="journey.id")
+    behaviour: str = Field(max_length=100)  # the behaviour's key in the journey's goal
+    rater: str = Field(max_length=8)
+    checkpoint: str = Field(max_length=8)
+    checkpoint_order: int  # start 0, end 1, N working days after the end 1 + N
+    value: int | None = None  # 1 Never .. 5 Always
+    recorded_at: datetime = _ts(default_factory=utcnow)
+
+
+class RatingSummary(SQLModel, table=True):
+    """Matched pairs of one behaviour and kind of rater, kept as ratings are saved.
+
+    The panel and `nudger ratings` read these few rows instead of summing
+    millions of ratings; `nudger.measure.results` proves the two agree.
+    """
+
+    __table_args__ = (UniqueConstraint("journey_id", "behaviour", "rater"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int = Field(foreign_key="journey.id")
+    behaviour: str = Field(max_length=100)
+    rater: str = Field(max_length=8)
+    pairs: int = 0
+    start_sum: int = 0
+    latest_sum: int = 0
+    improved: int = 0
+
+
+class RatingCount(SQLModel, table=True):
+    """How many answered each value (0: no chance to observe) per behaviour, rater, checkpoint."""
+
+    __table_args__ = (
+        UniqueConstraint("journey_id", "behaviour", "rater", "checkpoint_order", "value"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int = Field(foreign_key="journey.id")
+    behaviour: str = Field(max_length=100)
+    rater: str = Field(max_length=8)
+    checkpoint_order: int
+    value: int
+    count: int = 0

@@ -11,6 +11,7 @@ a "team" token, because each purpose signs with its own salt:
 | mute    | enrolment        | /mute/<token>  | the same as done                      |
 | team    | person (manager) | /team/<token>  | 120 days: each digest has a fresh one |
 | prefs   | person (manager) | /prefs/<token> | 1 year                                |
+| checkin | check-in         | /checkin/<tok> | 90 days (a checkpoint closes sooner)  |
 
 This module checks the fixed lifetime; the "while the enrolment is live, and
 90 days after" extension needs the database and lives in
@@ -35,7 +36,7 @@ from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 from nudger.config import Settings
 from nudger.db import utcnow
 
-PURPOSES = ("done", "me", "team", "mute", "prefs")
+PURPOSES = ("done", "me", "team", "mute", "prefs", "checkin")
 
 # A done link must outlive the journey: the longest journeys run ~16 weeks and
 # people finish late, so links stay valid for a year after they were made (and
@@ -46,11 +47,21 @@ MAX_AGE = {
     "mute": timedelta(days=365),
     "team": timedelta(days=120),
     "prefs": timedelta(days=365),
+    # The page says when a checkpoint has closed (10 working days after it opened)
+    # for a while after, rather than "this link has expired".
+    "checkin": timedelta(days=90),
 }
 MAX_AGE_SECONDS = {k: int(v.total_seconds()) for k, v in MAX_AGE.items()}
 
 # The path of the page each purpose opens.
-PATHS = {"done": "done", "me": "me", "team": "team", "mute": "mute", "prefs": "prefs"}
+PATHS = {
+    "done": "done",
+    "me": "me",
+    "team": "team",
+    "mute": "mute",
+    "prefs": "prefs",
+    "checkin": "checkin",
+}
 
 
 class TokenInvalid(Exception):

@@ -97,8 +97,14 @@ def test_a_learner_gets_a_step_by_smtp_completes_it_and_the_report_says_so(
         assert again.get("step", 0) == 0
 
         ok("worker", "--burst")
-        assert len(sink.messages) == 2
-        mail = next(m for m in sink.messages if m.rcpt_tos == ["ada@example.com"])
+        # Each learner's first step, and the example journey's status-quo check-in.
+        kinds = sorted(str(m.message["X-Nudger-Kind"]) for m in sink.messages)
+        assert kinds == ["checkin", "checkin", "step", "step"]
+        mail = next(
+            m
+            for m in sink.messages
+            if m.rcpt_tos == ["ada@example.com"] and m.message["X-Nudger-Kind"] == "step"
+        )
         assert mail.message["X-Nudger-Kind"] == "step"
         assert mail.message["Message-ID"].endswith("@example.org>")
         text_part = mail.message.get_body(("plain",)).get_content()

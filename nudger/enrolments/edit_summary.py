@@ -89,6 +89,8 @@ class JourneyChange:
     effects: list[StepEffect] = field(default_factory=list)
     retimed: int = 0  # enrolments whose unsent steps a schedule change moves
     due_now: int = 0  # ... of which have a step whose new time has already passed
+    measurement: list[str] = field(default_factory=list)  # what the edit does to check-ins
+    replan_checkins: bool = False
     # Decisions for apply_sync: (enrolment id, step key) to close unsent,
     # (enrolment-step id, new invite start or None, tell the learner now).
     skips: list[tuple[int, str]] = field(default_factory=list, repr=False)
@@ -109,6 +111,7 @@ class JourneyChange:
             "retimed": self.retimed,
             "due_now": self.due_now,
             "effects": [e.__dict__.copy() for e in self.effects],
+            "measurement": self.measurement,
         }
 
     def describe(self) -> str:
@@ -145,4 +148,5 @@ class JourneyChange:
                     self.due_now,
                 )
                 lines.append(f"  schedule: {retimed}; {due_now} (sent at the next tick)")
+        lines += [f"  measure: {line}" for line in self.measurement]
         return "\n".join(lines)

@@ -19,10 +19,8 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from nudger import outbox
+from nudger.mail.compose.invites import CANCEL, UPDATE
 from nudger.models import Enrolment, EnrolmentStep, Outbox, Person, Step
-
-UPDATE = "invite-update"
-CANCEL = "invite-cancel"
 
 
 def open_invites(session: Session, enrolment_id: int, now: datetime) -> list[EnrolmentStep]:

@@ -36,6 +36,8 @@ from nudger.enrolments.edit_summary import (
 )
 from nudger.enrolments.invite_changes import invite_changed, invites_cancelled
 from nudger.journeys.spec import JourneySpec, StepSpec
+from nudger.measure.edits import measure_edit
+from nudger.measure.planning import replan_journey
 from nudger.models import Enrolment, EnrolmentStep, Journey, Step
 from nudger.schedule import JourneyPlan
 
@@ -85,6 +87,9 @@ def plan_sync(
             invite_keys.add(key)
     dump = spec.model_dump(mode="json")
     change.schedule_changed = journey.spec.get("schedule") != dump["schedule"]
+    steps_changed = bool(change.added or change.removed or change.moved or change.reworded)
+    measuring = measure_edit(journey.spec, spec, steps_changed)
+    change.measurement, change.replan_checkins = measuring.lines, measuring.replan
     for label, keys in (
         ("added", change.added),
         ("moved", change.moved),
@@ -154,6 +159,8 @@ def apply_sync(
     session.flush()
     _close_skipped(session, change, {k: s.id for k, s in steps.items()})
     _send_invite_changes(session, change, now)
+    if change.replan_checkins:
+        replan_journey(session, journey.id)
     # The next tick re-plans live enrolments; it sends only what is due.
     session.execute(
         update(Enrolment)

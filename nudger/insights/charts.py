@@ -328,3 +328,55 @@ def timeline(
     )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+# The frequency scale, light to dark, and "no chance to observe" in grey.
+SCALE_COLOURS = ("#e7eefc", "#b9cbf3", "#7f9fe6", "#4670d6", "#1f3f99")
+NO_CHANCE_COLOUR = "#c9ced8"
+
+
+def scale_bars(
+    chart_id: str, title: str, labels: Sequence[str], rows: Sequence[tuple[str, Sequence[int]]]
+) -> Markup:
+    """Draw one 100% bar per row, split by answer; a row is (label, counts per answer).
+
+    `labels` names the answers in order (the scale, then "no chance to observe").
+    """
+    if not any(sum(counts) for _, counts in rows):
+        return _empty(chart_id, title, "No answers yet.")
+    colours = [*SCALE_COLOURS, NO_CHANCE_COLOUR][: len(labels)]
+    desc = "; ".join(
+        f"{label} ({sum(counts)} answers): "
+        + ", ".join(f"{name} {c}" for name, c in zip(labels, counts, strict=True))
+        for label, counts in rows
+    )
+    height = len(rows) * ROW_H + 34
+    parts = [_open(chart_id, title, desc, height)]
+    label_w = _label_column([label for label, _ in rows])
+    bar_w = WIDTH - label_w
+    for i, (label, counts) in enumerate(rows):
+        y = i * ROW_H + 4
+        total = sum(counts)
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">'
+            f"<title>{escape(label)}</title>{escape(_label(label, label_w))}</text>"
+        )
+        x = float(label_w)
+        for name, colour, c in zip(labels, colours, counts, strict=True):
+            w = bar_w * c / total if total else 0
+            if w:
+                share = f"{100 * c / total:.0f}%"
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{BAR_H}" fill="{colour}">'
+                    f"<title>{escape(label)}: {escape(name)} {c} ({share})</title></rect>"
+                )
+            x += w
+    lx, ly = 0, len(rows) * ROW_H + 14
+    for name, colour in zip(labels, colours, strict=True):
+        parts.append(
+            f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{colour}" stroke="{LINE}"/>'
+            f'<text x="{lx + 17}" y="{ly + 11}" fill="{MUTED}">{escape(name)}</text>'
+        )
+        lx += 17 + math.ceil(text_width(name)) + 16
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from nudger.models import Enrolment, EnrolmentStep, Journey, Person, Step
+from nudger.models import Enrolment, EnrolmentStep, Journey, Person, Rating, Step
 
 CHUNK = 1000
 
@@ -62,6 +62,7 @@ def progress(session: Session, now: datetime, journey_slug: str | None = None) -
         ids = [e.id for e, _ in batch]
         for es in session.exec(select(EnrolmentStep).where(EnrolmentStep.enrolment_id.in_(ids))):
             sent[es.enrolment_id][es.step_id] = es
+        rated = _ratings(session, ids)
         for enrolment, email in batch:
             mine = sent[enrolment.id]
             yield {
@@ -79,7 +80,29 @@ def progress(session: Session, now: datetime, journey_slug: str | None = None) -
                     for step in steps[enrolment.journey_id]
                     if not step.removed or step.id in mine
                 ],
+                "ratings": rated.get(enrolment.id, []),
             }
+
+
+def _ratings(session: Session, ids: list[int]) -> dict[int, list[dict]]:
+    """Return every rating of these enrolments, removed behaviours' too, oldest checkpoint first."""
+    found: dict[int, list[dict]] = defaultdict(list)
+    query = (
+        select(Rating)
+        .where(Rating.enrolment_id.in_(ids))
+        .order_by(Rating.enrolment_id, Rating.checkpoint_order, Rating.rater, Rating.behaviour)
+    )
+    for r in session.exec(query):
+        found[r.enrolment_id].append(
+            {
+                "behaviour": r.behaviour,
+                "rater": r.rater,
+                "checkpoint": r.checkpoint,
+                "value": r.value,
+                "recorded_at": r.recorded_at.isoformat(),
+            }
+        )
+    return found
 
 
 def as_csv(rows: Iterator[dict]) -> str:

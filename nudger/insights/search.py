@@ -11,10 +11,9 @@ from sqlalchemy import case, func, or_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
-from nudger.enrolments.invite_changes import CANCEL, UPDATE
 from nudger.insights.dashboard import late, open_past_due
 from nudger.insights.reports import step_status
-from nudger.mail.compose.invites import invite_subject
+from nudger.mail.compose.invites import CANCEL, UPDATE, invite_subject
 from nudger.models import (
     AuditLog,
     Enrolment,

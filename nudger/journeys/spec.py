@@ -23,6 +23,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -207,6 +208,92 @@ class DigestSpec(_Spec):
     on: Day = "mon"
 
 
+def behaviour_key(text: str) -> str:
+    """Return the key of a behaviour written as a plain string: its words, hyphenated."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    key = ""
+    for word in words:
+        if len(key) + len(word) + 1 > 60:  # keys stay readable in exports and URLs
+            break
+        key = f"{key}-{word}" if key else word
+    return key or "behaviour"
+
+
+class BehaviourSpec(_Spec):
+    """One observable behaviour of the goal; `key` keeps its ratings across rewording."""
+
+    key: Slug
+    text: Text
+
+
+def _behaviour(value: object) -> object:
+    """Read a plain string as a behaviour keyed by its words (rewording it makes a new one)."""
+    if isinstance(value, str) and value.strip():
+        return {"key": behaviour_key(value), "text": value.strip(), "_plain": True}
+    return value
+
+
+class _GoalItem(BehaviourSpec):
+    """A goal item as written: a mapping, or a plain string (remembered, for sync's wording)."""
+
+    plain: bool = Field(False, alias="_plain", exclude=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: Any) -> Any:
+        # A plain string stays one in the stored spec: its checksum is unchanged
+        # for journeys written before behaviours had keys, and it stays "plain".
+        return self.text if self.plain else handler(self)
+
+
+GoalItem = Annotated[_GoalItem, BeforeValidator(_behaviour)]
+Rater = Literal["learner", "manager"]
+RATERS: tuple[str, ...] = get_args(Rater)
+# The answers of the frequency scale, value 1 to 5; "no chance to observe" has no value.
+SCALE: tuple[str, ...] = ("Never", "Rarely", "Sometimes", "Often", "Always")
+# Working days a checkpoint stays open for answers after its check-in went out.
+CHECKPOINT_OPEN_DAYS = 10
+
+
+def _checkpoint(value: object) -> object:
+    """Read a checkpoint: start, end, or N working days after the end (kept as text "N")."""
+    if value in ("start", "end"):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return str(value)
+    if isinstance(value, str) and re.fullmatch(r"[1-9]\d*", value):
+        return value
+    raise ValueError("must be start, end, or a number of working days after the end (1 or more)")
+
+
+Checkpoint = Annotated[str, BeforeValidator(_checkpoint)]
+
+
+def checkpoint_order(checkpoint: str) -> int:
+    """Return where a checkpoint falls: start 0, end 1, N days after the end 1 + N."""
+    fixed = {"start": 0, "end": 1}
+    return fixed[checkpoint] if checkpoint in fixed else 1 + int(checkpoint)
+
+
+class MeasureSpec(_Spec):
+    """Who rates the goal's behaviours, and when."""
+
+    raters: list[Rater] = Field(default_factory=lambda: list(RATERS), min_length=1)
+    at: list[Checkpoint] = Field(default_factory=lambda: ["start", "end"], min_length=1)
+
+    @field_validator("raters", "at")
+    @classmethod
+    def _unique(cls, values: list[str]) -> list[str]:
+        repeats = [((i,), f"{v} is listed twice") for i, v in enumerate(values) if v in values[:i]]
+        if repeats:
+            _fail(repeats)
+        return values
+
+    def checkpoints(self) -> list[str]:
+        """Return the checkpoints in the order they fall."""
+        return sorted(self.at, key=checkpoint_order)
+
+
 class JourneySpec(_Spec):
     """A journey as written in its YAML file, validated and with steps sorted by day."""
 
@@ -214,7 +301,9 @@ class JourneySpec(_Spec):
     title: Text
     owner: EmailStr | None = None
     summary: Prose | None = None
-    goal: list[Text] = Field(min_length=1)
+    goal: list[GoalItem] = Field(min_length=1)
+    measure: MeasureSpec | None = None
+    share_manager_ratings: bool = False
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     steps: list[StepSpec] = Field(min_length=1)
     reminders: list[ReminderSpec] = []
@@ -239,6 +328,21 @@ class JourneySpec(_Spec):
             step._position = position
         return ordered
 
+    @field_validator("goal")
+    @classmethod
+    def _behaviour_keys_are_unique(cls, goal: list[_GoalItem]) -> list[_GoalItem]:
+        first: dict[str, int] = {}
+        repeats: list[tuple[Loc, str]] = []
+        for i, item in enumerate(goal):
+            if item.key in first:
+                how = "the key made from its words" if item.plain else "its key"
+                message = f"{how}, {item.key!r}, is already the key of goal[{first[item.key]}]"
+                repeats.append(((i,) if item.plain else (i, "key"), message))
+            first.setdefault(item.key, i)
+        if repeats:
+            _fail(repeats)
+        return goal
+
     @field_validator("reminders", "escalations")
     @classmethod
     def _thresholds_increase(cls, rules: list[Any]) -> list[Any]:
@@ -262,11 +366,19 @@ class JourneySpec(_Spec):
         """Return the working days a step has before it is overdue."""
         return self.schedule.due_after if step.due_after is None else step.due_after
 
+    def behaviours(self) -> list[BehaviourSpec]:
+        """Return the goal's behaviours, each with its key, in the file's order."""
+        return [BehaviourSpec(key=item.key, text=item.text) for item in self.goal]
+
     def weekday_numbers(self) -> list[int]:
         """Return the schedule's days as sorted weekday numbers, Monday=0."""
         return sorted(DAYS.index(day) for day in self.schedule.days)
 
     def checksum(self) -> str:
         """Return a stable hash of the normalised spec, to notice edits to its file."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        dump = self.model_dump(mode="json")
+        # Journeys that do not measure keep the checksum they had before `measure:` existed.
+        if dump["measure"] is None and not dump["share_manager_ratings"]:
+            del dump["measure"], dump["share_manager_ratings"]
+        canonical = json.dumps(dump, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()

@@ -23,7 +23,7 @@ from nudger.config import Settings
 from nudger.models import Enrolment, EnrolmentStep, Outbox, Person, TickRun
 from nudger.privacy import retention
 from nudger.schedule import JourneyPlan
-from nudger.tick import digests, followups
+from nudger.tick import checkins, digests, followups
 from nudger.tick.state import (
     NO_STEPS,
     ClosedStep,
@@ -50,6 +50,8 @@ def tick(
     """Do all the work due at `now`; return counts per kind of message."""
     started = timer.perf_counter()
     ctx = TickContext(session=session, settings=settings, now=now)
+    checkins.queue_checkins(ctx)
+    session.commit()
     # One range scan of the due index; ids in order so that two ticks at once
     # lock rows in the same order and one waits for the other, never deadlocks.
     due_ids = sorted(session.exec(select(Enrolment.id).where(Enrolment.next_action_at <= now)))

@@ -87,7 +87,7 @@ def error_page(status: int, title: str, message: str, **extra):
 def init_app(app: Flask) -> None:
     """Register blueprints, the CSRF guard and the error pages."""
     from nudger.mail.render import markdown_filter
-    from nudger.web import admin, dev, health, home, learner, links, manager, prefs
+    from nudger.web import admin, checkins, dev, health, home, learner, links, manager, prefs
 
     @app.after_request
     def security_headers(response):
@@ -105,6 +105,7 @@ def init_app(app: Flask) -> None:
     app.teardown_appcontext(_close_db)
     app.register_blueprint(home.bp)
     app.register_blueprint(learner.bp)
+    app.register_blueprint(checkins.bp)
     app.register_blueprint(links.bp)
     app.register_blueprint(manager.bp)
     app.register_blueprint(prefs.bp)

@@ -21,6 +21,7 @@ from flask import (
 from nudger import tokens
 from nudger.insights.timeline import timeline
 from nudger.mail.render import format_when
+from nudger.measure.progress import learner_progress
 from nudger.models import Enrolment, EnrolmentStep, Person, Step
 from nudger.progress import (
     CohortCounts,
@@ -134,7 +135,10 @@ def me_page(token: str):
     at = now()
     line = timeline(session, settings(), enrolment, at)
     until = snooze_until(session, settings(), enrolment, at)
-    return render_template("me.html", line=line, tz=line.tz, token=token, snooze_until=until)
+    behaviours = learner_progress(session, enrolment)
+    return render_template(
+        "me.html", line=line, tz=line.tz, token=token, snooze_until=until, behaviours=behaviours
+    )
 
 
 def _own_step(enrolment_id: int, es_id: int) -> EnrolmentStep:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
 from nudger.insights.team import team
+from nudger.measure.progress import team_progress
 from nudger.models import Person
 from nudger.progress import NotConfirmable, StepClosed, confirm_step
 from nudger.web import db, settings
@@ -30,7 +31,8 @@ def team_page(token: str):
     manager = _manager(token)
     record_hit("team", manager.id)
     view = team(db(), settings(), manager, now())
-    return render_template("team.html", team=view, token=token)
+    behaviours = team_progress(db(), manager.id)
+    return render_template("team.html", team=view, token=token, behaviours=behaviours)
 
 
 @bp.post("/team/<token>/confirm/<int:es_id>")

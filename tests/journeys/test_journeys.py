@@ -445,7 +445,7 @@ def test_an_owner_that_is_not_an_email_address_is_reported_at_its_line(tmp_path)
         ("title: A tiny journey", r'title: "A tiny\u0000journey"', "title", "U+0000"),
         ("title: Read the first thing", r'title: "Read\e[2J it"', "steps[0].title", "U+001B"),
         ("title: Read the first thing", r'title: "Read\nit"', "steps[0].title", "one line"),
-        ("  - Does one thing", r'  - "Does\x07 one thing"', "goal[0]", "U+0007"),
+        ("  - Does one thing", r'  - "Does\x07 one thing"', "goal[0].text", "U+0007"),
         ("    day: 0", '    day: 0\n    body: "Line one\\n\\u0085next"', "steps[0].body", "U+0085"),
         ("    day: 0", '    day: 0\n    link: "https://example.com/\\0"', "steps[0].link", "URL"),
         ("  - Does one thing", '  - Does one thing\nsummary: "a\\x7fb"', "summary", "U+007F"),

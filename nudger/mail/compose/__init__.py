@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from sqlmodel import Session
 
 from nudger.config import Settings
-from nudger.mail.compose import followups, invites, links, samples, steps
+from nudger.mail.compose import checkins, followups, invites, links, samples, steps
 from nudger.models import Outbox
 
 Composer = Callable[[Session, Settings, Outbox, datetime], EmailMessage | None]
@@ -27,6 +27,7 @@ COMPOSERS: dict[str, Composer] = {
     "invite-update": invites.compose_invite_update,
     "invite-cancel": invites.compose_invite_cancel,
     "links": links.compose_links,
+    "checkin": checkins.compose_checkin,
     "test": samples.compose_test,  # a journey's sample email, so it has no template of its own
 }
 

@@ -29,6 +29,10 @@ from nudger.mail.mime import build_message, make_message_id
 from nudger.mail.render import render, render_subject
 from nudger.models import Enrolment, EnrolmentStep, Journey, Outbox, Person, Step
 
+# The outbox kinds of a calendar update (METHOD:REQUEST) and a cancel (METHOD:CANCEL).
+UPDATE = "invite-update"
+CANCEL = "invite-cancel"
+
 # Why an invite is cancelled, most telling first: one email gives one reason.
 REASONS = ("withdrawn", "paused", "removed", "moved")
 # The calendar finds the event by UID; the length of one that lost its

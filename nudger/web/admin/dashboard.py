@@ -7,6 +7,7 @@ from sqlmodel import select
 
 from nudger.insights import charts, dashboard, ledger
 from nudger.insights.reports import progress
+from nudger.measure.panel import RATING_HEADER, behaviour_panel, rating_rows
 from nudger.models import AuditLog, Journey
 from nudger.web import db, id_arg
 from nudger.web.admin import clock
@@ -30,7 +31,7 @@ def index():
     session = db()
     journeys = dashboard.overview(session, now)
     journey = _journey(request.args.get("journey"), journeys)
-    detail = charts_for = None
+    detail = charts_for = panel = None
     if journey is not None:
         known = next(j for j in journeys if j.id == journey.id)
         detail = dashboard.journey_stats(session, journey, now, known)
@@ -59,6 +60,7 @@ def index():
                 colour="stall",
             ),
         }
+        panel = behaviour_panel(session, journey)
     last_tick = ledger.last_tick(session)
     return render_template(
         "admin/dashboard.html",
@@ -66,6 +68,7 @@ def index():
         journey=journey,
         detail=detail,
         charts=charts_for,
+        panel=panel,
         last_tick=last_tick,
         clock_late=ledger.clock_late(last_tick, now),
         now=now,
@@ -104,6 +107,14 @@ def completions_csv(slug: str):
     journey = db().exec(select(Journey).where(Journey.slug == slug)).first() or abort(404)
     days = dashboard.completions_by_day(db(), journey.id, clock(), days=365)
     return csv_download(f"nudger-{slug}-completions.csv", ["date", "steps_done"], days)
+
+
+@bp.get("/dashboard/<slug>/ratings.csv")
+def ratings_csv(slug: str):
+    journey = db().exec(select(Journey).where(Journey.slug == slug)).first() or abort(404)
+    return csv_download(
+        f"nudger-{slug}-ratings.csv", RATING_HEADER, lambda session: rating_rows(session, journey)
+    )
 
 
 @bp.get("/reports/progress.csv")
