@@ -27,7 +27,7 @@ from nudger.audit import record
 from nudger.models import AdminUser
 from nudger.queue import redis_connection
 from nudger.web import db, error_page, settings
-from nudger.web.admin import client_ip, clock, current_admin, safe_next, sign_in
+from nudger.web.admin.console import client_ip, clock, current_admin, safe_next, sign_in
 from nudger.wording import ngettext
 
 bp = Blueprint("auth", __name__)

@@ -10,7 +10,7 @@ from nudger.insights.reports import progress
 from nudger.measure.panel import RATING_HEADER, behaviour_panel, rating_rows
 from nudger.models import AuditLog, Journey
 from nudger.web import db, id_arg
-from nudger.web.admin import clock
+from nudger.web.admin.console import clock
 from nudger.web.admin.csv import csv_download
 
 bp = Blueprint("dashboard", __name__)

@@ -14,7 +14,7 @@ from nudger.insights import search as lookup
 from nudger.models import Enrolment, Journey, Person
 from nudger.privacy import erasure
 from nudger.web import db, id_arg, settings
-from nudger.web.admin import actor, clock, safe_next
+from nudger.web.admin.console import actor, clock, safe_next
 from nudger.web.admin.csv import csv_download
 
 bp = Blueprint("enrolments", __name__)

@@ -14,7 +14,7 @@ from nudger.mail import previews
 from nudger.mail.previews import message_parts as mail_parts
 from nudger.models import Enrolment, Journey
 from nudger.web import db, settings
-from nudger.web.admin import clock, current_admin
+from nudger.web.admin.console import clock, current_admin
 from nudger.web.downloads import attachment
 
 bp = Blueprint("journeys", __name__)

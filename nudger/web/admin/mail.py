@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from nudger.insights import ledger
 from nudger.models import Outbox
 from nudger.web import db, id_arg, settings
-from nudger.web.admin import actor, clock, safe_next
+from nudger.web.admin.console import actor, clock, safe_next
 from nudger.web.admin.csv import csv_download
 
 bp = Blueprint("mail", __name__)

@@ -25,7 +25,7 @@ from nudger.models import Journey
 from nudger.roster import COLUMNS
 from nudger.roster import uploads as imports_job
 from nudger.web import db, settings
-from nudger.web.admin import actor, clock
+from nudger.web.admin.console import actor, clock
 from nudger.web.downloads import attachment
 
 bp = Blueprint("upload", __name__)

@@ -1,0 +1,5 @@
+"""`python -m nudger.cli`."""
+
+from nudger.cli import main
+
+main()
