@@ -217,8 +217,11 @@ def main() -> None:
     parser.add_argument("--enrolments", type=int, default=100_000)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--requests", type=int, default=7)
-    parser.add_argument("--no-build", action="store_true",
-                        help="time the pages on data an earlier run left at --database-url")
+    parser.add_argument(
+        "--no-build",
+        action="store_true",
+        help="time the pages on data an earlier run left at --database-url",
+    )
     args = parser.parse_args()
     instance = Path(tempfile.mkdtemp(prefix="nudger-bench-admin-"))
     url = args.database_url or f"sqlite:///{instance / 'bench.db'}"
@@ -232,8 +235,12 @@ def main() -> None:
         build(engine, args.enrolments)
     built = time.perf_counter() - started
     with Session(engine) as session:
-        counts = {name: session.execute(select(func.count()).select_from(getattr(models, name)))
-                  .scalar_one() for name in ("Enrolment", "EnrolmentStep", "Outbox", "Person")}
+        counts = {
+            name: session.execute(
+                select(func.count()).select_from(getattr(models, name))
+            ).scalar_one()
+            for name in ("Enrolment", "EnrolmentStep", "Outbox", "Person")
+        }
         create_or_update_admin(session, "bench@example.com", "bench password 123", NOW)
         session.commit()  # fmt: skip
     app = create_app(settings)

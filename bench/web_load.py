@@ -176,9 +176,7 @@ def server_pids(gunicorn_pid: int, url: str) -> tuple[list[int], list[int]]:
 def done_count(url: str) -> int:
     engine = create_engine(url)
     with Session(engine) as session:
-        n = session.exec(
-            select(func.count()).where(models.EnrolmentStep.status == "done")
-        ).one()
+        n = session.exec(select(func.count()).where(models.EnrolmentStep.status == "done")).one()
     engine.dispose()
     return n
 
@@ -275,8 +273,7 @@ def main() -> int:
         f"CPU per POST: app {paced['app_cpu_ms_per_post']:.1f} ms, "
         f"PostgreSQL {paced['db_cpu_ms_per_post']:.1f} ms (load average before: {load:.1f} on "
         f"{os.cpu_count()} CPUs); max: {unpaced['rps']:.0f} req/s, "
-        f"p99 {unpaced['p99_ms']:.1f} ms -> "
-        + ("PASS" if ok else "FAIL")
+        f"p99 {unpaced['p99_ms']:.1f} ms -> " + ("PASS" if ok else "FAIL")
     )
     return 0 if ok else 1
 

@@ -180,7 +180,6 @@ def run_demo(
     `on_ready` gets the demo's addresses once it serves them.
     """
 
-
     from werkzeug.serving import make_server
 
     from nudger import create_app

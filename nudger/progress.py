@@ -283,7 +283,6 @@ def _audit(session: Session, now: datetime, actor: str, action: str, es: Enrolme
 COHORT_TTL = timedelta(seconds=30)
 
 
-
 class CohortCounts:
     """Per-step (done, total) counts, recounted when older than `ttl`."""
 

@@ -193,7 +193,12 @@ def move_start(
     if enrolment.status == "active":
         enrolment.next_action_at = now  # the tick works out the next send from the new start
     _audit(
-        session, enrolment, now, actor, "enrolment.move_start",
-        old=old.isoformat(), new=new_date.isoformat(),
+        session,
+        enrolment,
+        now,
+        actor,
+        "enrolment.move_start",
+        old=old.isoformat(),
+        new=new_date.isoformat(),
     )
     return True

@@ -180,5 +180,3 @@ class EditAssessor:
             due_now |= new_at <= self.now < old_at
         self.change.retimed += retimed
         self.change.due_now += due_now
-
-

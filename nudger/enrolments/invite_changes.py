@@ -48,9 +48,7 @@ def invite_changed(session: Session, steps: Iterable[EnrolmentStep], now: dateti
     return _write(session, UPDATE, steps, now)
 
 
-def invites_cancelled(
-    session: Session, steps: Iterable[EnrolmentStep], now: datetime
-) -> list[int]:
+def invites_cancelled(session: Session, steps: Iterable[EnrolmentStep], now: datetime) -> list[int]:
     """Call off these steps' invites in the learner's calendar; return outbox ids."""
     return _write(session, CANCEL, steps, now)
 

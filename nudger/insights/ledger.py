@@ -133,9 +133,7 @@ def iter_all(session: Session, f: MailFilter) -> Iterator[Outbox]:
             return
 
 
-def retry(
-    session: Session, settings: Settings, outbox_id: int, now: datetime, actor: str
-) -> bool:
+def retry(session: Session, settings: Settings, outbox_id: int, now: datetime, actor: str) -> bool:
     """Send a failed row again; return False if it was not failed.
 
     The row gets a full new set of attempts (attempts is reset to 0): an admin
@@ -156,8 +154,15 @@ def retry(
     if not result.rowcount:
         return False
     audit(
-        session, actor, "outbox.retry", now, "outbox", outbox_id,
-        to=row.to_email, kind=row.kind, last_error=row.last_error,
+        session,
+        actor,
+        "outbox.retry",
+        now,
+        "outbox",
+        outbox_id,
+        to=row.to_email,
+        kind=row.kind,
+        last_error=row.last_error,
     )
     session.commit()
     outbox.enqueue_committed(session, settings, [outbox_id], now)

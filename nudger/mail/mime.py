@@ -190,5 +190,3 @@ def address_domain(addr: str) -> str:
     if not (local and at and domain):
         raise ValueError(f"no domain in address {addr!r}")
     return domain.lower()
-
-

@@ -53,8 +53,9 @@ def previews(plan: JourneyPlan) -> list[Preview]:
     found = []
     reminders = plan.reminders
     for step in plan.steps:
-        found.append(Preview(f"step:{step.key}", "step", f"Step {step.position + 1}: {step.title}",
-                             step.key))
+        found.append(
+            Preview(f"step:{step.key}", "step", f"Step {step.position + 1}: {step.title}", step.key)
+        )
         for n, after in enumerate(reminders, start=1):
             label = f"Reminder {n} ({days_overdue(after)}): {step.title}"
             found.append(Preview(f"reminder:{step.key}:{n}", "reminder", label, step.key))
@@ -62,10 +63,22 @@ def previews(plan: JourneyPlan) -> list[Preview]:
         found.append(Preview(f"digest:{level}", "digest", f"Digest to {DIGEST_LEVELS[level]}"))
     timed = next((s for s in plan.steps if s.minutes), None)
     if timed is not None:
-        found.append(Preview(f"invite-update:{timed.key}", "invite-update",
-                             f"Invite moved: {timed.title}", timed.key))
-        found.append(Preview(f"invite-cancel:{timed.key}", "invite-cancel",
-                             f"Invites cancelled (withdrawn): {timed.title}", timed.key))
+        found.append(
+            Preview(
+                f"invite-update:{timed.key}",
+                "invite-update",
+                f"Invite moved: {timed.title}",
+                timed.key,
+            )
+        )
+        found.append(
+            Preview(
+                f"invite-cancel:{timed.key}",
+                "invite-cancel",
+                f"Invites cancelled (withdrawn): {timed.title}",
+                timed.key,
+            )
+        )
     return found
 
 
@@ -97,7 +110,10 @@ def build_preview(
         raise PreviewNotFound(key)
     tz = settings.default_timezone
     person = Person(
-        id=0, email=to or SAMPLE_LEARNER[1], name=SAMPLE_LEARNER[0], timezone=tz,
+        id=0,
+        email=to or SAMPLE_LEARNER[1],
+        name=SAMPLE_LEARNER[0],
+        timezone=tz,
         country=settings.default_country,
     )
     cal = plan.calendar(person, settings.default_country)
@@ -125,7 +141,7 @@ def build_preview(
             ctx["steps"] = [{**sctx, "days_overdue": after}]
             ctx["mute_url"] = tokens.link(settings, "mute", "mute", 0)
             ctx["tz"] = tz
-            headers = unsubscribe_headers(ctx['mute_url'])
+            headers = unsubscribe_headers(ctx["mute_url"])
         elif preview.kind == "invite-update":
             moved = plan.invite_start(cal, tz, start, 1, pstep)
             es.invite_start = moved
@@ -140,7 +156,7 @@ def build_preview(
         level = key.split(":", 1)[1]
         ctx = _digest_ctx(settings, plan, journey, level, to, now, tz)
         if ctx["preferences_url"]:
-            headers = unsubscribe_headers(ctx['preferences_url'])
+            headers = unsubscribe_headers(ctx["preferences_url"])
     rendered = render(preview.kind, ctx)
     if test:
         rendered = replace(rendered, subject=f"[Test] {rendered.subject}")
@@ -188,8 +204,12 @@ def _invite(settings, person, journey, step: PlanStep, es, sctx, method, sequenc
         url=sctx["done_url"],
     )
     return build_invite(
-        method, [event], organizer=settings.from_addr, attendee=person.email,
-        attendee_name=person.name, now=now,
+        method,
+        [event],
+        organizer=settings.from_addr,
+        attendee=person.email,
+        attendee_name=person.name,
+        now=now,
     )
 
 

@@ -222,7 +222,9 @@ def test_cli_pause_resume_and_withdraw(session, settings, tmp_path):
         return json.loads(result.output)
 
     assert cli("pause", "ADA@example.com") == {
-        "email": "ADA@example.com", "changed": True, "status": "paused"
+        "email": "ADA@example.com",
+        "changed": True,
+        "status": "paused",
     }
     assert cli("pause", "ada@example.com")["changed"] is False
     assert cli("resume", "ada@example.com")["status"] == "active"
@@ -274,9 +276,7 @@ def test_pause_then_resume_at_once_sends_no_calendar_email(session, settings):
     assert cancel.state == "cancelled"
 
 
-def test_a_pause_whose_cancel_went_out_restores_the_invites_with_their_subjects(
-    session, settings
-):
+def test_a_pause_whose_cancel_went_out_restores_the_invites_with_their_subjects(session, settings):
     journey = make_journey(session, steps=WORKSHOP)
     enrolment = make_enrolment(session, make_person(session), journey, date(2027, 3, 1))
     run(session, settings, utc(2027, 3, 1, 9))

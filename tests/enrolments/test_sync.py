@@ -90,7 +90,10 @@ def test_dry_run_shows_what_changes_for_live_enrolments_and_writes_nothing(sessi
     before = session.exec(select(func.count()).select_from(EnrolmentStep)).one()
     change = plan_sync(session, edited(), utc(2027, 3, 9, 10))
     assert (change.added, change.moved, change.removed, change.reworded) == (
-        ["x"], ["b"], ["c"], ["a"]
+        ["x"],
+        ["b"],
+        ["c"],
+        ["a"],
     )
     assert change.live_enrolments == 2
     assert effects(change) == {
@@ -108,7 +111,9 @@ def test_dry_run_shows_what_changes_for_live_enrolments_and_writes_nothing(sessi
     session.rollback()
     assert session.exec(select(func.count()).select_from(EnrolmentStep)).one() == before
     assert session.exec(select(Step.key).where(Step.journey_id == journey.id)).all() == [
-        "a", "b", "c"
+        "a",
+        "b",
+        "c",
     ]
 
 

@@ -148,9 +148,7 @@ def test_a_month_of_ticks_holds_the_right_people_to_account(session, settings, e
     assert owner_days == march(22, 24, 29)
 
     # Whom each digest names, and how.
-    named = {
-        (w.date(), t): _groups(msg) for w, k, t, msg in received if k == "digest"
-    }
+    named = {(w.date(), t): _groups(msg) for w, k, t, msg in received if k == "digest"}
     behind = {key: {n for n, late, _ in groups if late} for key, groups in named.items()}
     confirm = {key: {n for n, _, c in groups if c} for key, groups in named.items()}
     # On-track people are never named as behind, anywhere.
@@ -220,7 +218,5 @@ def _groups(msg) -> list[tuple[str, bool, bool]]:
         lines = [line for line in block.splitlines() if line.strip()]
         head = re.fullmatch(r"(.+) <(\S+@\S+)>", lines[0]) if lines else None
         if head:
-            found.append(
-                (head[1], "behind" in lines[1], any("Confirm here" in ln for ln in lines))
-            )
+            found.append((head[1], "behind" in lines[1], any("Confirm here" in ln for ln in lines)))
     return found

@@ -221,9 +221,7 @@ def _groups(
             }
         )
     # Most behind first; people waiting only for a confirmation last.
-    groups.sort(
-        key=lambda g: (-g["days_behind"], g["person"]["name"].lower(), g["journey_title"])
-    )
+    groups.sort(key=lambda g: (-g["days_behind"], g["person"]["name"].lower(), g["journey_title"]))
     return groups, levels
 
 

@@ -70,4 +70,3 @@ def compose_links(
         date=now,
         rendered=render(KIND, ctx),
     )
-

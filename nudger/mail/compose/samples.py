@@ -23,10 +23,14 @@ def compose_test(
         return None
     try:
         return build_preview(
-            session, settings, journey, row.payload["preview"], now,
-            to=row.to_email, test=True,
+            session,
+            settings,
+            journey,
+            row.payload["preview"],
+            now,
+            to=row.to_email,
+            test=True,
             message_id=make_message_id(row.id, row.dedupe_key, sender_domain(settings)),
         )
     except PreviewNotFound:
         return None  # the journey changed since the button was pressed
-
