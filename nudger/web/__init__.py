@@ -33,9 +33,10 @@ SECURITY_HEADERS = {
     # requests keep the Referer, which Flask-WTF checks on HTTPS POSTs.
     "Referrer-Policy": "same-origin",
 }
-# Ids are 64-bit signed integers in every database we run on; SQLite's driver
-# raises OverflowError on anything larger, so larger numbers must not get that far.
-MAX_ID = 2**63 - 1
+# Ids are INTEGER columns: 32-bit on PostgreSQL (a larger number is a DataError
+# there), 64-bit on SQLite (whose driver raises OverflowError past that). The
+# smaller bound serves both, so no larger number reaches a query.
+MAX_ID = 2**31 - 1
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 

@@ -71,8 +71,8 @@ def test_a_learner_answers_a_checkin_with_the_keyboard_at_phone_width(session, s
             assert page.is_checked(f"#a-2-{B}")  # Sometimes
             page.keyboard.press("Tab")
             assert focused(page).strip() == "Save"
-            page.keyboard.press("Enter")
-            page.wait_for_load_state()
+            with page.expect_navigation():
+                page.keyboard.press("Enter")
             assert "Saved." in page.inner_text("main")
     session.expire_all()
     found = {r.behaviour: r.value for r in session.exec(select(Rating))}
