@@ -8,7 +8,7 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def control_character(value: str, allowed: str = "\t") -> str | None:
-    """Return the first control character in value not in allowed, spelt U+XXXX, or None."""
+    """Return the first control character in value not in allowed, spelt like U+0007, or None."""
     for found in CONTROL.finditer(value):
         if found[0] not in allowed:
             return f"U+{ord(found[0]):04X}"
