@@ -102,14 +102,6 @@ class WorkCalendar:
         """Return working day number `n` counting from `d` (day 0 is `d` or the next one)."""
         return _add_working_days(self.key, d, n)
 
-    def working_days_between(self, start: date, end: date) -> int:
-        """Count working days in (start, end]; 0 when end is not after start."""
-        count, d = 0, start + timedelta(days=1)
-        while d <= end:
-            count += self.is_working_day(d)
-            d += timedelta(days=1)
-        return count
-
 
 @lru_cache(maxsize=65536)
 def _add_working_days(key: tuple[frozenset[int], str, bool], d: date, n: int) -> date:
@@ -164,12 +156,6 @@ def local_instant(d: date, t: time, tz: str) -> datetime:
 def local_date(instant: datetime, tz: str) -> date:
     """Return the learner-local date of a UTC instant."""
     return instant.astimezone(zone(tz)).date()
-
-
-def parse_hhmm(value: str) -> time:
-    """Parse "HH:MM" into a time."""
-    hours, minutes = value.split(":")
-    return time(int(hours), int(minutes))
 
 
 def weekday_numbers(days: list[str]) -> frozenset[int]:
