@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from admin import signed_in  # noqa: E402  (bench/admin.py: the console, signed in)
 from sqlalchemy import func, insert, select  # noqa: E402
 from sqlmodel import Session, SQLModel  # noqa: E402
 
@@ -126,17 +126,6 @@ def build(engine, n: int, seed: int = 11) -> None:
         rebuild(session, journey_id)
         session.commit()
     print(f"tallies rebuilt from every rating in {time.perf_counter() - started:.1f} s")
-
-
-def signed_in(app):
-    client = app.test_client()
-    html = client.get("/admin/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-    response = client.post("/admin/login", data={
-        "email": "bench@example.com", "password": "bench password 123", "csrf_token": token,
-    })  # fmt: skip
-    assert response.status_code == 302, response.get_data(as_text=True)
-    return client
 
 
 def main() -> None:

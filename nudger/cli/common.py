@@ -80,6 +80,14 @@ class Context:
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+# Commands that print a table can print CSV or JSON too; --json is --format json.
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+    show_default=True,
+)  # fmt: skip
+format_json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object (--format json)."
+)
 
 
 class NudgerGroup(click.Group):

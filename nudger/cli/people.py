@@ -12,6 +12,8 @@ from nudger.cli.common import (
     Context,
     Rejected,
     emit,
+    format_json_option,
+    format_option,
     json_option,
     parse_now,
     pass_ctx,
@@ -21,15 +23,9 @@ from nudger.db import utcnow
 
 @click.command()
 @click.option("--journey", "journey_slug", help="Only this journey.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-)
+@format_option
 @click.option("--now", "now_text", help="Report as of this time (ISO 8601).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (--format json).")
+@format_json_option
 @pass_ctx
 def report(
     ctx: Context, journey_slug: str | None, fmt: str, now_text: str | None, as_json: bool
@@ -57,14 +53,8 @@ def report(
 
 @click.command()
 @click.option("--journey", "journey_slug", help="Only this journey.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (--format json).")
+@format_option
+@format_json_option
 @pass_ctx
 def ratings(ctx: Context, journey_slug: str | None, fmt: str, as_json: bool) -> None:
     """How each journey's behaviours moved: pairs, start, latest, improved; response rates."""
