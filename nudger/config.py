@@ -47,6 +47,10 @@ class Settings:
     send_lease_seconds: int = 300
     max_attempts: int = 6
     retain_mail_days: int = 180  # stored copies of sent mail older than this are pruned; 0: kept
+    # Replies and bounces come back to addresses at this domain; empty: nothing is received.
+    inbound_domain: str = ""
+    inbound_secret: str = ""  # the shared secret of POST /inbound; empty: the endpoint is off
+    inbound_max_bytes: int = 10 * 1024 * 1024
     testing: bool = False
 
     @property
@@ -125,6 +129,9 @@ def load_settings(overrides: dict | None = None) -> Settings:
         "send_lease_seconds": int(env.get("NUDGER_SEND_LEASE_SECONDS", "300")),
         "max_attempts": int(env.get("NUDGER_MAX_ATTEMPTS", "6")),
         "retain_mail_days": int(env.get("NUDGER_RETAIN_MAIL_DAYS", "180")),
+        "inbound_domain": env.get("NUDGER_INBOUND_DOMAIN", "").strip().lower(),
+        "inbound_secret": env.get("NUDGER_INBOUND_SECRET", ""),
+        "inbound_max_bytes": int(env.get("NUDGER_INBOUND_MAX_BYTES", str(10 * 1024 * 1024))),
     }
     values.update(overrides)
     if not values["secret_key"]:

@@ -51,6 +51,11 @@ class Person(SQLModel, table=True):
     updated_at: datetime = _ts(default_factory=utcnow)
     # Set when their personal data was erased (nudger.privacy); the row stays for the counts.
     erased_at: datetime | None = _ts(default=None)
+    # Mail to this address bounced for good (nudger.inbound): nothing more is sent to it.
+    undeliverable_at: datetime | None = _ts(default=None)
+    undeliverable_reason: str | None = Field(default=None, max_length=500)
+    # The last automatic "out of office" answer that came back from them.
+    out_of_office_at: datetime | None = _ts(default=None)
 
 
 class Journey(SQLModel, table=True):
@@ -195,7 +200,8 @@ class Outbox(SQLModel, table=True):
     person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
     enrolment_id: int | None = Field(default=None, foreign_key="enrolment.id", index=True)
     payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    state: str = Field(default="pending", max_length=10)  # pending|sending|sent|failed
+    # pending|sending|sent|failed|cancelled|bounced (a bounce came back)|suppressed (undeliverable)
+    state: str = Field(default="pending", max_length=10)
     attempts: int = 0
     next_attempt_at: datetime = _ts(default_factory=utcnow)
     lease_until: datetime | None = _ts(default=None)
@@ -410,3 +416,31 @@ class RatingCount(SQLModel, table=True):
     checkpoint_order: int
     value: int
     count: int = 0
+
+
+class InboundMessage(SQLModel, table=True):
+    """One message received at the inbound domain, stored before it is acknowledged.
+
+    `message_key` (the Message-ID, or a digest of the bytes when there is none)
+    makes a second delivery of the same message a no-op.
+    """
+
+    __table_args__ = (Index("ix_inboundmessage_state", "state", "received_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_key: str = Field(max_length=300, unique=True)
+    received_at: datetime = _ts(default_factory=utcnow, index=True)
+    via: str = Field(default="smtp", max_length=8)  # smtp|http
+    envelope_from: str = Field(default="", max_length=320)
+    recipient: str = Field(default="", max_length=320)  # the address it was delivered to
+    from_email: str = Field(default="", max_length=320)
+    subject: str = Field(default="", max_length=500)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    state: str = Field(default="received", max_length=10)  # received|done
+    kind: str = Field(default="", max_length=12)  # reply|bounce|auto-reply|unknown
+    trusted: bool = False
+    outcome: str | None = Field(default=None, sa_column=Column(Text))
+    status: str = Field(default="", max_length=12)  # a bounce's status code, e.g. 5.1.1
+    outbox_id: int | None = Field(default=None, foreign_key="outbox.id", index=True)
+    person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    processed_at: datetime | None = _ts(default=None)

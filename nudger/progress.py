@@ -185,7 +185,9 @@ class NotConfirmable(LookupError):
     """The step is not one this manager may confirm (shown as a 404)."""
 
 
-def confirm_step(session: Session, es_id: int, manager_id: int, now: datetime) -> Completion:
+def confirm_step(
+    session: Session, es_id: int, manager_id: int, now: datetime, commit: bool = True
+) -> Completion:
     """Let a learner's direct manager confirm a `confirmed_by: manager` step; harmless twice."""
     es = session.get(EnrolmentStep, es_id)
     if es is None:
@@ -201,7 +203,8 @@ def confirm_step(session: Session, es_id: int, manager_id: int, now: datetime) -
     if es.status == "cancelled" or enrolment.status == "withdrawn":
         raise StepClosed(es_id)
     mark_done(session, es, enrolment, now, f"manager:{manager_id}", confirmed_by_id=manager_id)
-    session.commit()
+    if commit:
+        session.commit()
     return Completion(es, step, enrolment, False, False)
 
 

@@ -161,3 +161,38 @@ def link(
 def url(settings: Settings, purpose: str, subject_id: int, now: datetime | None = None) -> str:
     """Return the absolute URL of the page for `purpose`, e.g. url(s, "mute", enrolment_id)."""
     return link(settings, PATHS[purpose], purpose, subject_id, now)
+
+
+# Addresses at NUDGER_INBOUND_DOMAIN name one outbox row: "r-" for replies
+# (Reply-To), "b-" for bounces (the envelope sender, VERP). Lower-case hex:
+# mail servers may change the case of a local part.
+MAILBOX_PREFIXES = {"reply": "r", "bounce": "b"}
+
+
+def _mailbox_mac(secret_key: str, purpose: str, outbox_id: int) -> str:
+    key = hashlib.sha256(f"nudger.mailbox.{purpose}".encode() + secret_key.encode()).digest()
+    return hmac.new(key, str(outbox_id).encode(), "sha256").hexdigest()[:20]
+
+
+def mailbox(settings: Settings, purpose: str, outbox_id: int) -> str:
+    """Return the signed address at the inbound domain for replies to, or bounces of, a row."""
+    mac = _mailbox_mac(settings.secret_key, purpose, outbox_id)
+    return f"{MAILBOX_PREFIXES[purpose]}-{outbox_id}-{mac}@{settings.inbound_domain}"
+
+
+def read_mailbox(settings: Settings, address: str) -> tuple[str, int] | None:
+    """Return (purpose, outbox id) of a signed inbound address, or None if it is not one."""
+    local, _, domain = address.strip().strip("<>").rpartition("@")
+    if not settings.inbound_domain or domain.lower() != settings.inbound_domain:
+        return None
+    parts = local.lower().split("-")
+    purposes = {v: k for k, v in MAILBOX_PREFIXES.items()}
+    if len(parts) != 3 or parts[0] not in purposes or not parts[1].isdigit():
+        return None
+    purpose, outbox_id = purposes[parts[0]], int(parts[1])
+    if len(parts[1]) > 12:
+        return None
+    for key in [settings.secret_key, *settings.secret_key_fallbacks]:
+        if hmac.compare_digest(_mailbox_mac(key, purpose, outbox_id), parts[2]):
+            return purpose, outbox_id
+    return None

@@ -47,3 +47,15 @@ def import_csv(upload_id: str, dry_run: bool) -> dict:
     settings, engine = runtime()
     store = UploadStore(settings.instance_path)
     return run_upload(settings, engine, store, upload_id, dry_run, utcnow())
+
+
+def process_inbound(inbound_id: int) -> str | None:
+    """Act on one stored inbound message (a reply, a bounce), once."""
+    from sqlmodel import Session
+
+    from nudger.db import utcnow
+    from nudger.inbound.processing import process
+
+    settings, engine = runtime()
+    with Session(engine, expire_on_commit=False) as session:
+        return process(session, settings, inbound_id, utcnow())

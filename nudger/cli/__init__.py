@@ -36,6 +36,7 @@ for command in (
     processes.worker,
     processes.clock,
     processes.web,
+    processes.inbound,
     processes.demo,
     people.report,
     people.ratings,

@@ -129,6 +129,42 @@ def web(ctx: Context, host: str, port: int, as_json: bool) -> None:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=2525, show_default=True, type=click.IntRange(1, 65535))
+@json_option
+@pass_ctx
+def inbound(ctx: Context, host: str, port: int, as_json: bool) -> None:
+    """Receive replies and bounces over SMTP for NUDGER_INBOUND_DOMAIN (point its MX here)."""
+    import time
+
+    from nudger.db import get_engine
+    from nudger.inbound.server import start_server
+    from nudger.serving import must_listen, until_stopped
+
+    settings = ctx.settings
+    if not settings.inbound_domain:
+        raise click.UsageError(
+            "NUDGER_INBOUND_DOMAIN is not set: set it to the domain whose mail comes here "
+            "(e.g. reply.example.com), the domain in the Reply-To of Nudger's emails"
+        )
+    must_listen(host, port, "inbound")
+    engine = get_engine(settings.database_url)
+    with until_stopped():
+        controller = start_server(settings, engine, host, port)
+        try:
+            emit(
+                as_json,
+                {"host": host, "port": port, "domain": settings.inbound_domain},
+                f"Receiving mail for {settings.inbound_domain} on {host}:{port} (Ctrl-C stops).",
+            )
+            sys.stdout.flush()
+            while True:
+                time.sleep(3600)
+        finally:
+            controller.stop()
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
 @port_option
 @click.option("--no-browser-hint", is_flag=True, hidden=True)
 @click.option(

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, not_, update
+from sqlalchemy import and_, not_, or_, update
 from sqlmodel import Session, func, select
 
 from nudger import outbox
@@ -25,7 +25,7 @@ from nudger.models import Outbox, TickRun
 log = logging.getLogger(__name__)
 
 PAGE = 50
-STATES = ("queued", "sending", "sent", "failed", "bounced", "cancelled")
+STATES = ("queued", "sending", "sent", "failed", "bounced", "suppressed", "cancelled")
 LABELS = {
     "queued": "Queued",
     "retrying": "Waiting to retry",
@@ -33,6 +33,7 @@ LABELS = {
     "sent": "Sent",
     "failed": "Failed",
     "bounced": "Bounced",
+    "suppressed": "Suppressed",  # not sent: the address is undeliverable (nudger.inbound)
     "cancelled": "Cancelled",
 }
 CLOCK_LATE = timedelta(minutes=3)  # the clock ticks every minute; three missed is a problem
@@ -41,8 +42,12 @@ _PERMANENT = re.compile(r"5\d\d ")
 
 
 def _bounced():
-    # Permanent failures are stored as "<code> <text>" by nudger.outbox.sending.
-    return and_(Outbox.state == "failed", Outbox.last_error.like("5__ %"))
+    # Permanent failures are stored as "<code> <text>" by nudger.outbox.sending; a bounce
+    # that came back later as mail marks the row "bounced" (nudger.inbound).
+    return or_(
+        and_(Outbox.state == "failed", Outbox.last_error.like("5__ %")),
+        Outbox.state == "bounced",
+    )
 
 
 def display_state(row: Outbox, now: datetime) -> str:
@@ -72,8 +77,9 @@ def counts(session: Session) -> dict[str, int]:
         "queued": found.get("pending", 0),
         "sending": found.get("sending", 0),
         "sent": found.get("sent", 0),
-        "failed": found.get("failed", 0) - bounced,
+        "failed": found.get("failed", 0) - (bounced - found.get("bounced", 0)),
         "bounced": bounced,
+        "suppressed": found.get("suppressed", 0),
         "cancelled": found.get("cancelled", 0),
     }
 

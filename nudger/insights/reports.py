@@ -48,7 +48,7 @@ def progress(session: Session, now: datetime, journey_slug: str | None = None) -
     last_id = 0
     while True:
         query = (
-            select(Enrolment, Person.email)
+            select(Enrolment, Person.email, Person.undeliverable_at)
             .join(Person, Person.id == Enrolment.person_id)
             .where(Enrolment.journey_id.in_(list(journeys)), Enrolment.id > last_id)
             .order_by(Enrolment.id)
@@ -59,16 +59,18 @@ def progress(session: Session, now: datetime, journey_slug: str | None = None) -
             return
         last_id = batch[-1][0].id
         sent: dict[int, dict[int, EnrolmentStep]] = defaultdict(dict)
-        ids = [e.id for e, _ in batch]
+        ids = [e.id for e, _, _ in batch]
         for es in session.exec(select(EnrolmentStep).where(EnrolmentStep.enrolment_id.in_(ids))):
             sent[es.enrolment_id][es.step_id] = es
         rated = _ratings(session, ids)
-        for enrolment, email in batch:
+        for enrolment, email, undeliverable_at in batch:
             mine = sent[enrolment.id]
             yield {
                 "email": email,
                 "journey": journeys[enrolment.journey_id].slug,
                 "status": enrolment.status,
+                # False once mail to the address bounced for good (nudger.inbound): nothing is sent.
+                "deliverable": undeliverable_at is None,
                 "start_date": enrolment.start_date.isoformat(),
                 "steps": [
                     {

@@ -177,6 +177,21 @@ def unsubscribe_headers(url: str) -> dict[str, str]:
     return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
+def add_inbound_headers(msg: EmailMessage, return_path: str, reply_to: str | None) -> None:
+    """Give a built message its VERP envelope sender and, if it invites answers, a Reply-To.
+
+    The Return-Path header is read by the transport as the envelope sender and
+    never written out (the receiving server writes its own).
+    """
+    _set_header(msg, "Return-Path", f"<{return_path}>")
+    if reply_to is not None:
+        if "Reply-To" in msg:
+            del msg["Reply-To"]
+        _, sender = parseaddr(str(msg["From"]))
+        name = parseaddr(str(msg["From"]))[0] if sender else ""
+        _set_header(msg, "Reply-To", f"{name} <{reply_to}>" if name else reply_to)
+
+
 def make_message_id(outbox_id: int, dedupe_key: str, domain: str) -> str:
     """Return the Message-ID of one outbox row, the same on every retry."""
     digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:12]

@@ -21,15 +21,17 @@ from typing import NamedTuple
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from nudger import tokens
 from nudger.bulk import among, update_rows
 from nudger.config import Settings
 from nudger.db import utcnow
 from nudger.mail import render
 from nudger.mail.compose import COMPOSERS, compose
 from nudger.mail.context import preload
-from nudger.models import CapturedMail, Outbox, is_placeholder_address
+from nudger.mail.mime import add_inbound_headers
+from nudger.models import CapturedMail, Outbox, Person, is_placeholder_address
 from nudger.outbox.transport import open_transport
 from nudger.outbox.transport.base import (
     PermanentSendError,
@@ -53,6 +55,9 @@ COMMIT_SECONDS = 2.0
 # one waiting for its content and one waiting for its final answer.
 IN_FLIGHT = 2
 ERASED_ADDRESS = "not sent: the address is a placeholder (the recipient's data was erased)"
+UNDELIVERABLE = "not sent: mail to this address bounced ({reason}); an admin can lift this"
+# Kinds whose answers Nudger reads (nudger.inbound): they carry a signed Reply-To.
+ANSWERABLE_KINDS = frozenset({"step", "checkin", "digest"})
 
 
 def warm_up() -> None:
@@ -158,6 +163,7 @@ def send_batch(
         if not rows:
             return dict(counts)
         preload(session, rows)
+        unreachable = _undeliverable(session, rows)
 
         def capture(msg: EmailMessage) -> None:
             session.add(
@@ -172,7 +178,7 @@ def send_batch(
             )
 
         with open_transport(settings.smtp_url, capture=capture) as transport:
-            _send_rows(session, settings, transport, rows, now, now + lease, counts)
+            _send_rows(session, settings, transport, rows, now, now + lease, counts, unreachable)
     return {k: v for k, v in counts.items() if v or k == "skipped"}
 
 
@@ -184,6 +190,7 @@ def _send_rows(
     now: datetime,
     held: datetime,
     counts: Counter,
+    unreachable: dict[str, str] | None = None,
 ) -> None:
     """Deliver claimed rows in order, renewing the lease and committing in groups.
 
@@ -215,7 +222,7 @@ def _send_rows(
         if row.id not in mine:
             counts["lost"] += 1
             continue
-        prepared = _prepare(session, settings, row, at)
+        prepared = _prepare(session, settings, row, at, unreachable or {})
         if isinstance(prepared, tuple):  # failed or cancelled before sending
             label, values = prepared
             outcomes.add(row, values)
@@ -300,12 +307,34 @@ class _Outcomes:
         self.session.commit()
 
 
+def _undeliverable(session: Session, rows: list[Outbox]) -> dict[str, str]:
+    """Return the addresses among the rows' that bounced for good, with the reason."""
+    emails = sorted({row.to_email.lower() for row in rows})
+    found = session.exec(
+        select(Person.email, Person.undeliverable_reason).where(
+            among(session, Person.email, emails), Person.undeliverable_at.is_not(None)
+        )
+    ).all()
+    return {email: reason or "undeliverable" for email, reason in found}
+
+
 def _prepare(
-    session: Session, settings: Settings, row: Outbox, now: datetime
+    session: Session,
+    settings: Settings,
+    row: Outbox,
+    now: datetime,
+    unreachable: dict[str, str] | None = None,
 ) -> EmailMessage | tuple[str, dict]:
     """Build one claimed row's message, or say why there is none: (outcome, values)."""
     if is_placeholder_address(row.to_email):
         return "cancelled", {"state": "cancelled", "last_error": ERASED_ADDRESS}
+    reason = (unreachable or {}).get(row.to_email.lower())
+    if reason is not None:
+        # Kept in the ledger as suppressed, not lost: an admin sees what did not go.
+        return "suppressed", {
+            "state": "suppressed",
+            "last_error": UNDELIVERABLE.format(reason=reason)[:4000],
+        }
     if row.kind not in COMPOSERS:
         return _failed(f"no email is defined for messages of kind {row.kind!r}")
     try:
@@ -318,6 +347,11 @@ def _prepare(
         return _failed(f"could not render: {type(exc).__name__}: {exc}")
     if msg is None:
         return "cancelled", {"state": "cancelled", "last_error": "nothing left to send"}
+    if settings.inbound_domain:
+        reply_to = (
+            tokens.mailbox(settings, "reply", row.id) if row.kind in ANSWERABLE_KINDS else None
+        )
+        add_inbound_headers(msg, tokens.mailbox(settings, "bounce", row.id), reply_to)
     return msg
 
 

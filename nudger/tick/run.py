@@ -13,6 +13,7 @@ import time as timer
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 
+from redis.exceptions import RedisError
 from sqlalchemy import case, update
 from sqlmodel import Session, select
 
@@ -20,6 +21,8 @@ from nudger import outbox
 from nudger.bulk import among, insert_ignoring, update_by_id
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
+from nudger.inbound import processing as inbound_processing
+from nudger.inbound import receiving as inbound_receiving
 from nudger.models import Enrolment, EnrolmentStep, Outbox, Person, TickRun
 from nudger.privacy import retention
 from nudger.schedule import JourneyPlan
@@ -42,6 +45,16 @@ CHUNK = 500
 # A pending row whose job has not run within this time is enqueued again:
 # its job was lost (Redis flushed or restarted) or the enqueue itself failed.
 REENQUEUE_AFTER = timedelta(minutes=2)
+
+
+def _requeue_inbound(settings: Settings, ids: list[int]) -> int:
+    """Queue again the jobs of stored inbound messages; return how many were queued."""
+    try:
+        for inbound_id in ids:
+            inbound_receiving.enqueue(settings, inbound_id)
+    except RedisError:
+        return 0
+    return len(ids)
 
 
 def tick(
@@ -72,6 +85,11 @@ def tick(
     enqueued = enqueue and outbox.enqueue_committed(session, settings, ids, now)
     ctx.counts["enqueued"] = len(ids) if enqueued else 0
     ctx.counts["reenqueued"] = len(stale) if enqueued else 0  # earlier rows without a job
+    if enqueue and settings.inbound_domain:
+        # Received mail whose job was lost (a worker killed, Redis down): stored, so acted on now.
+        waiting = inbound_processing.pending(session, now - REENQUEUE_AFTER)
+        if waiting:
+            ctx.counts["inbound_requeued"] = _requeue_inbound(settings, waiting)
     counts = {k: int(v) for k, v in sorted(ctx.counts.items())}
     session.add(
         TickRun(now=now, duration_ms=int((timer.perf_counter() - started) * 1000), counts=counts)

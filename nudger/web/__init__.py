@@ -88,7 +88,18 @@ def error_page(status: int, title: str, message: str, **extra):
 def init_app(app: Flask) -> None:
     """Register blueprints, the CSRF guard and the error pages."""
     from nudger.mail.render import markdown_filter
-    from nudger.web import admin, checkins, dev, health, home, learner, links, manager, prefs
+    from nudger.web import (
+        admin,
+        checkins,
+        dev,
+        health,
+        home,
+        inbound,
+        learner,
+        links,
+        manager,
+        prefs,
+    )
 
     @app.after_request
     def security_headers(response):
@@ -111,6 +122,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(manager.bp)
     app.register_blueprint(prefs.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(inbound.bp)
     admin.init_app(app)
     if app.extensions["nudger.settings"].captures_mail:
         app.register_blueprint(dev.bp)

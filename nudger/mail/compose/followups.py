@@ -8,7 +8,7 @@ a message with nothing left to say is not sent at all.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from functools import cache
 
@@ -40,6 +40,9 @@ from nudger.models import (
     Step,
 )
 from nudger.schedule import JourneyPlan
+
+# A digest mentions an automatic out-of-office answer this long after it came.
+OUT_OF_OFFICE_SHOWN = timedelta(days=14)
 
 
 def compose_reminder(
@@ -128,6 +131,7 @@ def compose_digest(
         "level": next((level for level in LEVELS if level in levels), "manager"),
         "groups": groups,
         "on_track": _on_track(session, recipient, named, as_of) if recipient else 0,
+        "unreachable": _unreachable_reports(session, recipient, named) if recipient else [],
         "team_url": team_url,
         "preferences_url": prefs_url,
     }
@@ -217,12 +221,27 @@ def _groups(
                 "days_behind": max(item["days_overdue"] for item in entries),
                 "last_activity": _local_day(activity, learner.timezone),
                 "manager_stopped_digest": learner.manager_id in stopped,
+                # nudger.inbound: their address bounced for good, or they are away.
+                "unreachable": learner.undeliverable_at is not None,
+                "out_of_office": _local_day(learner.out_of_office_at, learner.timezone)
+                if learner.out_of_office_at and now - learner.out_of_office_at < OUT_OF_OFFICE_SHOWN
+                else None,
                 "steps": entries,
             }
         )
     # Most behind first; people waiting only for a confirmation last.
     groups.sort(key=lambda g: (-g["days_behind"], g["person"]["name"].lower(), g["journey_title"]))
     return groups, levels
+
+
+def _unreachable_reports(session: Session, manager: Person, named: set[int]) -> list[dict]:
+    """Return the manager's direct reports whose address bounced for good, not named above."""
+    found = session.exec(
+        select(Person)
+        .where(Person.manager_id == manager.id, Person.undeliverable_at.is_not(None))
+        .order_by(Person.email)
+    ).all()
+    return [{"name": person_ctx(p)["name"], "email": p.email} for p in found if p.id not in named]
 
 
 def _on_track(session: Session, manager: Person, named: set[int], now: datetime) -> int:

@@ -337,7 +337,10 @@ class SMTPTransport(Transport):
             self._discard()  # closed while idle: that says nothing about this message
             conn = self._connection()
         try:
-            refused = conn.send_message(msg)
+            envelope_from = msg.get("Return-Path")
+            if envelope_from is not None:
+                msg = _without_return_path(msg)
+            refused = conn.send_message(msg, from_addr=envelope_from)
         except smtplib.SMTPRecipientsRefused as exc:
             self._reset(conn)
             if not exc.recipients:
@@ -430,3 +433,12 @@ class _Dropped(Exception):
 def _reply(conn: smtplib.SMTP) -> tuple[int, bytes]:
     """Read one (possibly multi-line) reply."""
     return conn.getreply()
+
+
+def _without_return_path(msg: EmailMessage) -> EmailMessage:
+    """Return a copy of `msg` without its Return-Path (the envelope carries it)."""
+    import copy
+
+    msg = copy.copy(msg)
+    del msg["Return-Path"]
+    return msg

@@ -53,7 +53,11 @@ def envelope_of(msg: Message) -> tuple[str, list[str]] | None:
         headers.setdefault(name.lower(), []).append(str(value))
     if headers.keys() & {"bcc", "resent-bcc", "resent-date", "resent-from", "resent-to"}:
         return None
-    sender = _addresses(tuple(headers.get("sender") or headers.get("from") or [""]))[0]
+    # A Return-Path set by Nudger (VERP, nudger.mail.mime.add_inbound_headers) is the
+    # envelope sender; `wire` leaves the header out, as the receiving server adds its own.
+    sender = _addresses(
+        tuple(headers.get("return-path") or headers.get("sender") or headers.get("from") or [""])
+    )[0]
     recipients = list(_addresses(tuple(headers.get("to", []) + headers.get("cc", []))))
     if not (sender + "".join(recipients)).isascii():
         return None
@@ -99,6 +103,8 @@ def _wire(part: Message, policy, out: list[str]) -> None:
     """Append one part (headers, blank line, body) to `out`, or raise _Unusual."""
     content_type = None
     for name, value in part.raw_items():
+        if name == "Return-Path":
+            continue  # the envelope's, not the content's (see envelope_of)
         out.append(_fold(policy, name, value))
         if name.lower() == "content-type":
             content_type = value

@@ -9,6 +9,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlmodel import select
 
 from nudger.enrolments import changes as domain
+from nudger.inbound import listing
 from nudger.insights import ledger
 from nudger.insights import search as lookup
 from nudger.models import Enrolment, Journey, Person
@@ -122,7 +123,13 @@ def person(person_id: int):
     history = lookup.person_history(db(), person_id, clock()) or abort(404)
     now = clock()
     mail = [(m, ledger.display_state(m, now)) for m in history.mail]
-    return render_template("admin/person.html", h=history, mail=mail, labels=ledger.LABELS)
+    return render_template(
+        "admin/person.html",
+        h=history,
+        mail=mail,
+        labels=ledger.LABELS,
+        inbound=listing.of_person(db(), person_id),
+    )
 
 
 @bp.get("/people/<int:person_id>/erase")
