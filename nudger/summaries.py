@@ -53,6 +53,7 @@ SEND_OUTCOMES = {
     "retrying": "to retry later",
     "deferred": "handed back (the mail server did not answer)",
     "cancelled": "cancelled (nothing left to send)",
+    "suppressed": "not sent (the address is undeliverable)",
     "lost": "left to another worker",
     "skipped": "already dealt with",
 }
