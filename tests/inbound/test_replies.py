@@ -152,7 +152,8 @@ def test_a_reply_to_a_check_in_with_one_digit_per_behaviour_records_the_ratings(
         ("asks-open-questions", 4),
         (ratings[1].behaviour, 2),
     ]
-    assert session.exec(select(Checkin)).first().answered_at is not None
+    session.expire_all()
+    assert session.get(Checkin, checkin_row.payload["checkin_ids"][0]).answered_at is not None
 
 
 @pytest.mark.parametrize(
