@@ -49,6 +49,7 @@ from nudger.models import (
     Enrolment,
     EnrolmentStep,
     EscalationEvent,
+    InboundMessage,
     Journey,
     LinkHit,
     Outbox,
@@ -329,6 +330,17 @@ def _erase(session: Session, found: _Found, placeholder: str, now: datetime) -> 
     if name:
         _scrub_subjects(session, [*found.own_mail, *found.digests_about], name)
     session.execute(update(LinkHit).where(_hits(found)).values(ip="", user_agent=""))
+    # Mail they sent back (nudger.inbound): the row stays, so a redelivery is still a no-op.
+    session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.person_id == found.person.id)
+        .values(raw=b"", from_email="", envelope_from="", subject="", outcome="erased")
+    )
+    session.execute(
+        update(Person)
+        .where(Person.id == found.person.id)
+        .values(undeliverable_reason=None, out_of_office_at=None)
+    )
     for row in _audit_rows(session, email):
         row.detail = _scrub(row.detail, email, placeholder, name)
         session.add(row)

@@ -255,3 +255,17 @@ def test_post_inbound_takes_raw_mime_with_the_shared_secret_only(
     assert steps(session)[0].status == "done"
     off = admin_app(replace(inbound_settings, inbound_secret=""), now).test_client()
     assert off.post("/inbound", data=raw, headers=good).status_code == 404
+
+
+def test_erasing_a_person_erases_the_mail_they_sent_back(session, engine, inbound_settings, now):
+    from nudger.privacy.erasure import erase_person
+
+    sent = send_first_step(session, inbound_settings, engine, now)
+    deliver(session, reply(sent.message, "Not yet"), reply_address(sent.message), now)
+    process_all(session, inbound_settings, now)
+    erase_person(session, sent.learner.id, actor="admin@example.com", now=now)
+    session.commit()
+    session.expire_all()
+    inbound = session.exec(select(InboundMessage)).one()
+    assert (inbound.raw, inbound.from_email, inbound.subject) == (b"", "", "")
+    assert b"dan@example.com" not in inbound.raw and inbound.outcome == "erased"
