@@ -21,11 +21,13 @@ from nudger.models import (
     Person,
     Rating,
 )
+from nudger.privacy.erasure import erase_person
 from nudger.progress import complete_step
 from tests.adminkit import admin_app, make_admin, post, sign_in
 from tests.factories import make_enrolment, make_person
 from tests.inbound.kit import (
     bounce_sample,
+    captured,
     envelope_sender,
     process_all,
     reply,
@@ -123,8 +125,6 @@ def test_a_manager_confirms_a_step_by_replying_yes_to_the_digest(
             if row.kind == "digest":
                 digest = row
     assert digest is not None and digest.to_email == "mia@example.com"
-    from tests.inbound.kit import captured
-
     msg = captured(session, digest)
     deliver(session, reply(msg, "Yes"), reply_address(msg), now + timedelta(days=4))
     assert process_all(session, inbound_settings, now + timedelta(days=4)) == ["confirmed 1 step"]
@@ -140,8 +140,6 @@ def test_a_reply_to_a_check_in_with_one_digit_per_behaviour_records_the_ratings(
     make_enrolment(session, learner, journey, now.date())
     rows = send_due(session, inbound_settings, engine, now + timedelta(hours=2))
     checkin_row = next(r for r in rows if r.kind == "checkin")
-    from tests.inbound.kit import captured
-
     msg = captured(session, checkin_row)
     deliver(session, reply(msg, "4 2"), reply_address(msg), now + timedelta(hours=3))
     assert process_all(session, inbound_settings, now + timedelta(hours=3)) == [
@@ -258,8 +256,6 @@ def test_post_inbound_takes_raw_mime_with_the_shared_secret_only(
 
 
 def test_erasing_a_person_erases_the_mail_they_sent_back(session, engine, inbound_settings, now):
-    from nudger.privacy.erasure import erase_person
-
     sent = send_first_step(session, inbound_settings, engine, now)
     deliver(session, reply(sent.message, "Not yet"), reply_address(sent.message), now)
     process_all(session, inbound_settings, now)
@@ -269,3 +265,21 @@ def test_erasing_a_person_erases_the_mail_they_sent_back(session, engine, inboun
     inbound = session.exec(select(InboundMessage)).one()
     assert (inbound.raw, inbound.from_email, inbound.subject) == (b"", "", "")
     assert b"dan@example.com" not in inbound.raw and inbound.outcome == "erased"
+
+
+def test_the_managers_digest_says_a_learner_is_out_of_office(
+    session, engine, inbound_settings, now
+):
+    sent = send_first_step(session, inbound_settings, engine, now)
+    away = reply(
+        sent.message, "I am away until the 15th.", headers={"Auto-Submitted": "auto-replied"}
+    )
+    deliver(session, away, reply_address(sent.message), now + timedelta(days=1))
+    process_all(session, inbound_settings, now + timedelta(days=1))
+    digests = []
+    for day in range(1, 10):
+        rows = send_due(session, inbound_settings, engine, now + timedelta(days=day, hours=2))
+        digests += [r for r in rows if r.kind == "digest" and r.to_email == "mia@example.com"]
+    assert digests
+    text = captured(session, digests[0]).get_body(("plain",)).get_content()
+    assert "Dan Learner" in text and "Out of office: an automatic reply came back on" in text
