@@ -1,7 +1,8 @@
 """Stored mail has an end: copies and subjects of sent mail go after NUDGER_RETAIN_MAIL_DAYS.
 
 What a message said is kept for a while (the development outbox's captured
-copy, the ledger row's subject, which for a digest names the people in it),
+copy, the ledger row's subject, which for a digest names the people in it,
+the raw copy of a reply or bounce received),
 then pruned; the ledger row stays with its state, kind, recipient, times and
 SMTP answer. The ledger never stores a message's body: it is rendered when it
 is sent. The tick prunes at most once an hour, in short batches; `nudger
@@ -13,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, update
 from sqlmodel import Session, select
 
-from nudger.models import CapturedMail, Outbox, TickRun
+from nudger.models import CapturedMail, InboundMessage, Outbox, TickRun
 
 PRUNE_BATCH = 500  # rows per pruning statement: each one locks only these, briefly
 PRUNE_BATCHES_PER_TICK = 20  # a backlog is worked off over several hours, never in one tick
@@ -72,7 +73,7 @@ def prune_mail(
                 .where(
                     Outbox.subject.is_not(None),
                     Outbox.created_at < cutoff,
-                    Outbox.state.in_(["sent", "failed", "cancelled"]),
+                    Outbox.state.in_(["sent", "failed", "cancelled", "bounced", "suppressed"]),
                 )
                 .order_by(Outbox.created_at)
                 .limit(PRUNE_BATCH)
@@ -83,6 +84,29 @@ def prune_mail(
         session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(subject=None))
         session.commit()
         pruned.subjects += len(ids)
+        batches += 1
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        # Mail received (nudger.inbound), once acted on: the row and what was done stay.
+        ids = list(
+            session.exec(
+                select(InboundMessage.id)
+                .where(
+                    InboundMessage.state == "done",
+                    InboundMessage.received_at < cutoff,
+                    func.length(InboundMessage.raw) > 0,
+                )
+                .order_by(InboundMessage.id)
+                .limit(PRUNE_BATCH)
+            )
+        )
+        if not ids:
+            break
+        session.execute(
+            update(InboundMessage).where(InboundMessage.id.in_(ids)).values(raw=b"", subject="")
+        )
+        session.commit()
+        pruned.stored_copies += len(ids)
         batches += 1
     return pruned
 

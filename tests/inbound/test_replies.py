@@ -22,6 +22,7 @@ from nudger.models import (
     Rating,
 )
 from nudger.privacy.erasure import erase_person
+from nudger.privacy.retention import prune_mail
 from nudger.progress import complete_step
 from tests.adminkit import admin_app, make_admin, post, sign_in
 from tests.factories import make_enrolment, make_person
@@ -283,3 +284,18 @@ def test_the_managers_digest_says_a_learner_is_out_of_office(
     assert digests
     text = captured(session, digests[0]).get_body(("plain",)).get_content()
     assert "Dan Learner" in text and "Out of office: an automatic reply came back on" in text
+
+
+def test_received_mail_is_pruned_with_the_rest_after_the_retention_period(
+    session, engine, inbound_settings, now
+):
+    sent = send_first_step(session, inbound_settings, engine, now)
+    deliver(session, reply(sent.message, "Not yet"), reply_address(sent.message), now)
+    process_all(session, inbound_settings, now)
+    prune_mail(session, now + timedelta(days=179), 180)
+    session.expire_all()
+    assert b"Not yet" in session.exec(select(InboundMessage)).one().raw  # not old enough
+    prune_mail(session, now + timedelta(days=181), 180)
+    session.expire_all()
+    inbound = session.exec(select(InboundMessage)).one()
+    assert inbound.raw == b"" and inbound.outcome.startswith("saved as the note")
