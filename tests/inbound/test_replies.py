@@ -64,6 +64,7 @@ def test_without_an_inbound_domain_emails_carry_no_reply_to_and_no_return_path(
 ):
     sent = send_first_step(session, settings, engine, now)
     assert sent.message["Reply-To"] is None and sent.message["Return-Path"] is None
+    assert 'reply "done"' not in sent.message.get_body(("plain",)).get_content()
 
 
 def test_step_emails_carry_a_signed_reply_to_and_a_verp_return_path(
@@ -73,6 +74,7 @@ def test_step_emails_carry_a_signed_reply_to_and_a_verp_return_path(
     assert reply_address(sent.message).startswith(f"r-{sent.row.id}-")
     assert envelope_sender(sent.message).startswith(f"b-{sent.row.id}-")
     assert str(sent.message["Reply-To"]).startswith("Nudger <")
+    assert 'Or reply "done" to this email' in sent.message.get_body(("plain",)).get_content()
 
 
 @pytest.mark.parametrize(

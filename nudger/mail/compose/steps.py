@@ -46,6 +46,8 @@ def compose_step(
         "journey": journey_ctx(journey),
         "base_url": settings.base_url,
         "me_url": personal(tokens.link(settings, "me", "me", enrolment.id)),
+        # Replies are read (nudger.inbound): say so.
+        "answers_by_reply": bool(settings.inbound_domain),
         "steps": [
             step_ctx(settings, es, steps[es.step_id], total, person.timezone, personal)
             for es in sent
