@@ -123,6 +123,7 @@ def build_preview(
         "journey": journey_ctx(journey),
         "base_url": settings.base_url,
         "me_url": tokens.link(settings, "me", "me", 0),
+        "answers_by_reply": bool(settings.inbound_domain),
     }
     date, invite, headers = now, None, {}
     if preview.step_key is not None:
