@@ -12,9 +12,12 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
+from nudger.db import utcnow
 from nudger.inbound.processing import pending, process
 from nudger.insights import ledger
 from nudger.models import CapturedMail, EnrolmentStep, InboundMessage, Outbox, Person
+from nudger.queue import DEFAULT_QUEUE, queue
+from nudger.tick.run import tick
 from tests.inbound.kit import (
     DOMAIN,
     bounce_sample,
@@ -188,6 +191,10 @@ def test_a_worker_killed_mid_processing_loses_nothing(
     session.expire_all()
     assert session.exec(select(EnrolmentStep)).one().status == "sent"
     assert pending(session, now + timedelta(days=1)) == [inbound_id]  # still there, not lost
+    # The clock's next tick queues its job again (its first job died with the worker).
+    counts = tick(session, inbound_settings, utcnow() + timedelta(minutes=5))
+    assert counts["inbound_requeued"] == 1
+    assert f"inbound-{inbound_id}" in queue(inbound_settings, DEFAULT_QUEUE).job_ids
     assert process_all(session, inbound_settings, now) == [
         "completed 'Read the one-pager' with their note"
     ]
