@@ -11,7 +11,15 @@ def plural(count: int, one: str, many: str | None = None) -> str:
 
 
 #: what the tick counts that is not a kind of email
-TICK_TALLIES = {"enrolments", "steps", "escalations", "enqueued", "reenqueued", "requeued"}
+TICK_TALLIES = {
+    "enrolments",
+    "steps",
+    "escalations",
+    "enqueued",
+    "reenqueued",
+    "requeued",
+    "inbound_requeued",
+}
 
 
 def describe_tick(now: datetime, counts: dict[str, int], enqueued: bool) -> str:
@@ -43,6 +51,9 @@ def describe_tick(now: datetime, counts: dict[str, int], enqueued: bool) -> str:
             queued += f", {stopped})" if taken_back else ")"
     else:
         queued = "Nothing to queue"
+    if counts.get("inbound_requeued"):
+        # Received mail whose job was lost (nudger.inbound): read now.
+        queued += f"; {plural(counts['inbound_requeued'], 'received message')} queued to be read"
     return f"{when}: {what}.\n{queued}."
 
 

@@ -17,6 +17,7 @@ from nudger.inbound.processing import pending, process
 from nudger.insights import ledger
 from nudger.models import CapturedMail, EnrolmentStep, InboundMessage, Outbox, Person
 from nudger.queue import DEFAULT_QUEUE, queue
+from nudger.summaries import describe_tick
 from nudger.tick.run import tick
 from tests.inbound.kit import (
     DOMAIN,
@@ -194,6 +195,7 @@ def test_a_worker_killed_mid_processing_loses_nothing(
     # The clock's next tick queues its job again (its first job died with the worker).
     counts = tick(session, inbound_settings, utcnow() + timedelta(minutes=5))
     assert counts["inbound_requeued"] == 1
+    assert "1 received message queued to be read" in describe_tick(utcnow(), counts, True)
     assert f"inbound-{inbound_id}" in queue(inbound_settings, DEFAULT_QUEUE).job_ids
     assert process_all(session, inbound_settings, now) == [
         "completed 'Read the one-pager' with their note"
