@@ -47,6 +47,8 @@ class Settings:
     send_lease_seconds: int = 300
     max_attempts: int = 6
     retain_mail_days: int = 180  # stored copies of sent mail older than this are pruned; 0: kept
+    api_rate_limit: int = 120  # API requests per token per minute
+    metrics_token: str = ""  # Bearer token for /metrics; empty: /metrics is not served
     testing: bool = False
 
     @property
@@ -125,6 +127,8 @@ def load_settings(overrides: dict | None = None) -> Settings:
         "send_lease_seconds": int(env.get("NUDGER_SEND_LEASE_SECONDS", "300")),
         "max_attempts": int(env.get("NUDGER_MAX_ATTEMPTS", "6")),
         "retain_mail_days": int(env.get("NUDGER_RETAIN_MAIL_DAYS", "180")),
+        "api_rate_limit": int(env.get("NUDGER_API_RATE_LIMIT", "120")),
+        "metrics_token": env.get("NUDGER_METRICS_TOKEN", ""),
     }
     values.update(overrides)
     if not values["secret_key"]:

@@ -410,3 +410,17 @@ class RatingCount(SQLModel, table=True):
     checkpoint_order: int
     value: int
     count: int = 0
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for /api/v1. Only its SHA-256 is kept: the token is shown once."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    token_hash: str = Field(max_length=64, unique=True)  # sha256 hex of the whole token
+    prefix: str = Field(max_length=16)  # the first characters, to tell tokens apart in lists
+    scope: str = Field(default="read", max_length=8)  # read|write (write includes read)
+    created_by: str = Field(default="cli", max_length=320)
+    created_at: datetime = _ts(default_factory=utcnow)
+    last_used_at: datetime | None = _ts(default=None)
+    revoked_at: datetime | None = _ts(default=None)

@@ -12,7 +12,7 @@ import logging
 
 import click
 
-from nudger.cli import people, processes, setup
+from nudger.cli import people, processes, setup, tokens
 from nudger.cli.common import NudgerGroup
 
 
@@ -42,5 +42,6 @@ for command in (
     *people.ENROLMENT_COMMANDS,
     people.erase,
     people.prune,
+    tokens.api_token,
 ):
     main.add_command(command)
