@@ -166,13 +166,13 @@ class EnrolItem(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(max_length=320)
+    email: str = Field(min_length=3, max_length=320)
     name: str = Field(default="", max_length=320)
     first_name: str = Field(default="", max_length=320)
     last_name: str = Field(default="", max_length=320)
     manager_email: str = Field(default="", max_length=320)
     manager_name: str = Field(default="", max_length=320)
-    journey: str = Field(max_length=100)
+    journey: str = Field(min_length=1, max_length=100, description="a journey's slug")
     start_date: str = Field(default="", max_length=20, description="YYYY-MM-DD")
     timezone: str = Field(default="", max_length=64, description="IANA, e.g. Europe/London")
     country: str = Field(default="", max_length=8, description="ISO 3166, e.g. GB")

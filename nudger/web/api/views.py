@@ -69,7 +69,7 @@ def enrolment(enrolment_id: int):
 
 
 @bp.post("/enrolments")
-@api_spec.validate(json=EnrolRequest, resp=responses(200, EnrolResult), tags=["enrolments"])
+@api_spec.validate(json=EnrolRequest, resp=responses(200, EnrolResult, 415), tags=["enrolments"])
 def enrol():
     """Create or update people and enrol them, all or nothing.
 
@@ -77,8 +77,11 @@ def enrol():
     error, nothing is written and the answer (422) lists every error with its item's index.
     Enrolling someone already enrolled changes nothing (a warning says so).
     """
+    body = request.context.json
+    if body is None:  # a form or another type: spectree reads only JSON bodies
+        raise ApiProblem(415, "Unsupported media type", "send the body as application/json")
     try:
-        return writing.enrol(db(), settings(), request.context.json, caller(), clock())
+        return writing.enrol(db(), settings(), body, caller(), clock())
     except writing.Rejected as exc:
         count = len(exc.errors)
         raise ApiProblem(
