@@ -103,8 +103,7 @@ def revoke_token(session: Session, token_id: int, now: datetime, actor: str = "c
         .values(revoked_at=now)
     )
     if not result.rowcount:
-        session.rollback()
-        return False
+        return False  # the UPDATE changed nothing: nothing to undo
     record(session, actor, "api_token.revoke", now, "api_token", token_id)
     session.commit()
     return True

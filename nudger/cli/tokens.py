@@ -75,6 +75,7 @@ def revoke(ctx: Context, token: str, as_json: bool) -> None:
         row = find_token(session, token)
         if row is None:
             raise Rejected(f"no API token {token!r} (see `nudger api-token list`)")
-        changed = revoke_token(session, row.id, utcnow())
-    human = f"Token {row.id} ({row.name}) " + ("revoked." if changed else "was already revoked.")
-    emit(as_json, {"id": row.id, "name": row.name, "revoked": changed}, human)
+        token_id, name = row.id, row.name
+        changed = revoke_token(session, token_id, utcnow())
+    human = f"Token {token_id} ({name}) " + ("revoked." if changed else "was already revoked.")
+    emit(as_json, {"id": token_id, "name": name, "revoked": changed}, human)

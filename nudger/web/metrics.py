@@ -30,5 +30,6 @@ def metrics():
     clock = current_app.config.get("NUDGER_CLOCK", utcnow)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NudgerCollector(current_app.extensions["nudger.engine"], settings(), clock))
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
-                    headers={"Content-Type": CONTENT_TYPE_LATEST})  # fmt: skip
+    response = Response(generate_latest(registry))
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
