@@ -214,3 +214,33 @@ def test_one_enrolment_shows_its_steps_and_emails(settings, engine, session, now
     assert [s["key"] for s in body["steps"]] == ["read", "discuss", "reflect"]
     assert [s["status"] for s in body["steps"]] == ["sent", "scheduled", "scheduled"]
     assert [e["kind"] for e in body["emails"]] == ["step"] and body["ratings"] == []
+
+
+def test_the_openapi_document_is_3_1_and_its_errors_are_problem_details(client):
+    doc = client.get("/api/v1/openapi.json").get_json()
+    assert doc["openapi"] == "3.1.0"
+    assert set(doc["paths"]) == {
+        "/api/v1/journeys", "/api/v1/journeys/{slug}", "/api/v1/enrolments",
+        "/api/v1/enrolments/{enrolment_id}",
+        "/api/v1/enrolments/{enrolment_id}/steps/{key}/complete",
+        "/api/v1/enrolments/{enrolment_id}/pause", "/api/v1/enrolments/{enrolment_id}/resume",
+        "/api/v1/enrolments/{enrolment_id}/withdraw",
+    }  # fmt: skip
+    for path in doc["paths"].values():
+        for op in path.values():
+            assert op["responses"]["401"]["content"].keys() == {PROBLEM}
+            assert "RateLimit" in op["responses"]["200"]["headers"]
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_the_docs_page_lists_every_operation_with_no_script(client):
+    doc = client.get("/api/v1/openapi.json").get_json()
+    page = client.get("/api/docs")
+    html = page.get_data(as_text=True)
+    assert (
+        page.status_code == 200 and "script-src 'self'" in page.headers["Content-Security-Policy"]
+    )
+    assert "<script" not in html and "style=" not in html
+    for path, methods in doc["paths"].items():
+        for method in methods:
+            assert f"{method.upper()} {path}" in html

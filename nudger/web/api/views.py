@@ -36,7 +36,7 @@ def journey(slug: str):
     """One journey with its steps and its goal's behaviours."""
     found = reading.journey(db(), slug)
     if found is None:
-        raise ApiProblem(404, "Not found", f"no journey {slug!r}")
+        raise ApiProblem(404, "Not Found", f"no journey {slug!r}")
     return found
 
 
@@ -64,7 +64,7 @@ def enrolment(enrolment_id: int):
     """One enrolment with its steps, ratings and most recent emails."""
     found = reading.enrolment(db(), enrolment_id, clock())
     if found is None:
-        raise ApiProblem(404, "Not found", f"no enrolment {enrolment_id}")
+        raise ApiProblem(404, "Not Found", f"no enrolment {enrolment_id}")
     return found
 
 
@@ -93,7 +93,7 @@ def _complete(enrolment_id: int, key: str) -> Completed:
     try:
         return writing.complete(db(), enrolment_id, key, caller(), clock())
     except writing.NotFound as exc:
-        raise ApiProblem(404, "Not found", str(exc)) from None
+        raise ApiProblem(404, "Not Found", str(exc)) from None
     except writing.Conflict as exc:
         raise ApiProblem(409, "Conflict", str(exc)) from None
 
@@ -112,7 +112,7 @@ def _change(enrolment_id: int, action: str) -> Changed:
     try:
         return writing.change(db(), settings(), enrolment_id, action, caller(), clock())
     except writing.NotFound as exc:
-        raise ApiProblem(404, "Not found", str(exc)) from None
+        raise ApiProblem(404, "Not Found", str(exc)) from None
     except writing.Conflict as exc:
         raise ApiProblem(409, "Conflict", str(exc)) from None
 
