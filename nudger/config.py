@@ -47,6 +47,11 @@ class Settings:
     send_lease_seconds: int = 300
     max_attempts: int = 6
     retain_mail_days: int = 180  # stored copies of sent mail older than this are pruned; 0: kept
+    # Webhooks may call private, loopback and link-local addresses (tests, closed networks).
+    webhook_allow_private: bool = False
+    xapi_url: str = ""  # the LRS's xAPI endpoint (…/xAPI); empty: no statements are sent
+    xapi_key: str = ""
+    xapi_secret: str = ""
     testing: bool = False
 
     @property
@@ -125,6 +130,10 @@ def load_settings(overrides: dict | None = None) -> Settings:
         "send_lease_seconds": int(env.get("NUDGER_SEND_LEASE_SECONDS", "300")),
         "max_attempts": int(env.get("NUDGER_MAX_ATTEMPTS", "6")),
         "retain_mail_days": int(env.get("NUDGER_RETAIN_MAIL_DAYS", "180")),
+        "webhook_allow_private": env.get("NUDGER_WEBHOOK_ALLOW_PRIVATE", "") == "1",
+        "xapi_url": env.get("NUDGER_XAPI_URL", "").rstrip("/"),
+        "xapi_key": env.get("NUDGER_XAPI_KEY", ""),
+        "xapi_secret": env.get("NUDGER_XAPI_SECRET", ""),
     }
     values.update(overrides)
     if not values["secret_key"]:
