@@ -49,6 +49,11 @@ class Settings:
     retain_mail_days: int = 180  # stored copies of sent mail older than this are pruned; 0: kept
     api_rate_limit: int = 120  # API requests per token per minute
     metrics_token: str = ""  # Bearer token for /metrics; empty: /metrics is not served
+    # Webhooks may call private, loopback and link-local addresses (tests, closed networks).
+    webhook_allow_private: bool = False
+    xapi_url: str = ""  # the LRS's xAPI endpoint (…/xAPI); empty: no statements are sent
+    xapi_key: str = ""
+    xapi_secret: str = ""
     testing: bool = False
 
     @property
@@ -129,6 +134,10 @@ def load_settings(overrides: dict | None = None) -> Settings:
         "retain_mail_days": int(env.get("NUDGER_RETAIN_MAIL_DAYS", "180")),
         "api_rate_limit": int(env.get("NUDGER_API_RATE_LIMIT", "120")),
         "metrics_token": env.get("NUDGER_METRICS_TOKEN", ""),
+        "webhook_allow_private": env.get("NUDGER_WEBHOOK_ALLOW_PRIVATE", "") == "1",
+        "xapi_url": env.get("NUDGER_XAPI_URL", "").rstrip("/"),
+        "xapi_key": env.get("NUDGER_XAPI_KEY", ""),
+        "xapi_secret": env.get("NUDGER_XAPI_SECRET", ""),
     }
     values.update(overrides)
     if not values["secret_key"]:

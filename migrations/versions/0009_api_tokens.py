@@ -1,7 +1,7 @@
 """API bearer tokens
 
 Revision ID: 0009_api_tokens
-Revises: 0005_ratings
+Revises: 0008_events_webhooks
 Create Date: 2026-12-07
 """
 
@@ -15,7 +15,7 @@ import nudger.db
 
 
 revision: str = '0009_api_tokens'
-down_revision: str | None = '0005_ratings'
+down_revision: str | None = '0008_events_webhooks'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Session, func, select
 
+from nudger import events as event_log
 from nudger.api.schemas import (
     BehaviourOut,
     EmailOut,
@@ -14,6 +15,9 @@ from nudger.api.schemas import (
     EnrolmentQuery,
     EnrolmentStepOut,
     EnrolmentSummary,
+    EventOut,
+    EventPage,
+    EventQuery,
     JourneyDetail,
     JourneySummary,
     RatingOut,
@@ -131,3 +135,14 @@ def enrolment(session: Session, enrolment_id: int, now: datetime) -> EnrolmentDe
         )
     ]  # fmt: skip
     return EnrolmentDetail(**_summary(summary, steps=steps, ratings=ratings, emails=emails))
+
+
+def events(session: Session, q: EventQuery) -> EventPage:
+    """Return the events after the cursor, oldest first, and the cursor to read on from."""
+    rows = event_log.after(session, q.after, q.limit, [q.type] if q.type else None)
+    items = [
+        EventOut(id=e.id, type=e.type, occurred_at=e.occurred_at, enrolment_id=e.enrolment_id,
+                 data=e.data)
+        for e in rows
+    ]  # fmt: skip
+    return EventPage(items=items, next_cursor=rows[-1].id if rows else q.after)

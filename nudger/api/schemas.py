@@ -223,3 +223,34 @@ class Changed(_Out):
     id: int
     status: str
     changed: bool = Field(description="false: it was already so; nothing changed")
+
+
+# --- the event feed ---------------------------------------------------------------
+
+EventType = Literal[
+    "enrolment.created", "step.sent", "step.completed", "step.overdue", "escalation.raised",
+    "enrolment.completed", "rating.recorded", "email.bounced",
+]  # fmt: skip
+
+
+class EventQuery(BaseModel):
+    """Events after the cursor `after` (0: from the start), oldest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: int = Field(default=0, ge=0, le=2**31 - 1, description="the last event id you have")
+    type: EventType | None = Field(default=None, description="only events of this type")
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class EventOut(_Out):
+    id: int
+    type: str
+    occurred_at: datetime
+    enrolment_id: int | None
+    data: dict
+
+
+class EventPage(_Out):
+    items: list[EventOut]
+    next_cursor: int = Field(description="pass as `after` next time (the same when none came)")

@@ -224,7 +224,7 @@ def test_the_openapi_document_is_3_1_and_its_errors_are_problem_details(client):
         "/api/v1/enrolments/{enrolment_id}",
         "/api/v1/enrolments/{enrolment_id}/steps/{key}/complete",
         "/api/v1/enrolments/{enrolment_id}/pause", "/api/v1/enrolments/{enrolment_id}/resume",
-        "/api/v1/enrolments/{enrolment_id}/withdraw",
+        "/api/v1/enrolments/{enrolment_id}/withdraw", "/api/v1/events",
     }  # fmt: skip
     for path in doc["paths"].values():
         for op in path.values():
@@ -244,3 +244,30 @@ def test_the_docs_page_lists_every_operation_with_no_script(client):
     for path, methods in doc["paths"].items():
         for method in methods:
             assert f"{method.upper()} {path}" in html
+
+
+def test_the_event_feed_pages_by_cursor_and_filters_by_type(settings, engine, session, now):
+    _person, enrolment, _first = learner_with_first_step(session, settings, now)
+    client = app_for(settings, now + timedelta(hours=3)).test_client()
+    token = make_token(session, now)
+    post(client, token, f"/api/v1/enrolments/{enrolment.id}/steps/read/complete")
+    first = get(client, token, "/api/v1/events?limit=1").get_json()
+    assert len(first["items"]) == 1
+    rest = get(client, token, f"/api/v1/events?after={first['next_cursor']}").get_json()
+    everything = first["items"] + rest["items"]
+    ids = [e["id"] for e in everything]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert {"step.sent", "step.completed"} <= {e["type"] for e in everything}
+    done = get(client, token, "/api/v1/events?type=step.completed").get_json()["items"]
+    assert [(e["type"], e["enrolment_id"]) for e in done] == [("step.completed", enrolment.id)]
+    caught_up = get(client, token, f"/api/v1/events?after={rest['next_cursor']}").get_json()
+    assert caught_up == {"items": [], "next_cursor": rest["next_cursor"]}
+
+
+def test_the_feeds_types_are_the_event_logs():
+    from typing import get_args
+
+    from nudger.api.schemas import EventType
+    from nudger.events import TYPES
+
+    assert set(get_args(EventType)) == set(TYPES)

@@ -13,6 +13,8 @@ from nudger.api.schemas import (
     EnrolmentQuery,
     EnrolRequest,
     EnrolResult,
+    EventPage,
+    EventQuery,
     JourneyDetail,
     JourneyList,
 )
@@ -136,3 +138,17 @@ def resume(enrolment_id: int):
 def withdraw(enrolment_id: int):
     """Withdraw an enrolment: open steps and invites still ahead are cancelled."""
     return _change(enrolment_id, "withdraw")
+
+
+@bp.get("/events")
+@api_spec.validate(query=EventQuery, resp=responses(200, EventPage), tags=["events"])
+def events():
+    """The event feed: what happened to enrolments, oldest first, after a cursor.
+
+    Poll with `after` set to the last `next_cursor`. Event types: enrolment.created, step.sent,
+    step.completed, step.overdue, escalation.raised, enrolment.completed, rating.recorded,
+    email.bounced. An event's id is given when its change is written and it is listed once that
+    change commits, so a long change (a large import) can list events below a cursor already
+    passed: a reader that must see every event re-reads a short way back and skips ids it has.
+    """
+    return reading.events(db(), request.context.query)
