@@ -19,10 +19,10 @@ from sqlmodel import Session, select
 
 from nudger.config import Settings
 from nudger.insights.ledger import _bounced, last_tick
-from nudger.models import Outbox
+from nudger.models import Outbox, WebhookDelivery
 
-# Features with their own delivery tables add a function here that yields their metrics
-# (webhook deliveries, inbound mail): `(session, now) -> iterator of metric families`.
+# Features with tables of their own add a function here that yields their metrics
+# (inbound mail, once it is stored): `(session, now) -> iterator of metric families`.
 EXTRA: list[Callable[[Session, datetime], Iterator[Metric]]] = []
 
 
@@ -103,8 +103,24 @@ def queue_figures(settings: Settings) -> Iterator[Metric]:
     yield GaugeMetricFamily("nudger_redis_up", "1 if Redis answered this scrape", value=up)
 
 
-def inbound_and_webhooks(session: Session, now: datetime) -> Iterator[Metric]:
-    """Inbound mail and webhook deliveries: filled by those features through EXTRA."""
+def webhook_deliveries(session: Session) -> Iterator[Metric]:
+    """Webhook and xAPI deliveries by target and state (pending, sending, delivered, failed)."""
+    family = GaugeMetricFamily(
+        "nudger_webhook_deliveries", "Webhook and xAPI deliveries by target and state",
+        labels=["target", "state"],
+    )  # fmt: skip
+    rows = session.exec(
+        select(WebhookDelivery.target, WebhookDelivery.state, func.count()).group_by(
+            WebhookDelivery.target, WebhookDelivery.state
+        )
+    )
+    for target, state, count in rows:
+        family.add_metric([target, state], count)
+    yield family
+
+
+def inbound_messages(session: Session, now: datetime) -> Iterator[Metric]:
+    """Inbound mail (bounces, replies): no table holds it yet; its feature adds to EXTRA."""
     for extra in EXTRA:
         yield from extra(session, now)
 
@@ -121,5 +137,6 @@ class NudgerCollector(Collector):
             yield from email_outcomes(session)
             yield from backlog(session, now)
             yield from tick_figures(session, now)
-            yield from inbound_and_webhooks(session, now)
+            yield from webhook_deliveries(session)
+            yield from inbound_messages(session, now)
         yield from queue_figures(self.settings)

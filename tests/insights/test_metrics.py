@@ -8,8 +8,9 @@ from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
+from sqlmodel import select
 
-from nudger.models import Outbox, TickRun
+from nudger.models import Event, Outbox, TickRun, WebhookDelivery, WebhookEndpoint
 from nudger.outbox import add
 from tests.pagekit import SEND, app_for, learner_with_first_step
 
@@ -60,7 +61,26 @@ def test_metrics_read_emails_backlog_tick_and_queues(settings, engine, session, 
     queues = {s.labels["queue"]: s.value for s in samples["nudger_queue_depth"]}
     assert queues == {"nudger-send": 0, "nudger-default": 0}  # the tick did not enqueue
     assert samples["nudger_redis_up"][0].value == 1
+    assert samples["nudger_webhook_deliveries"] == []  # no endpoint, no delivery
     assert all(s.value >= 0 for s in samples["nudger_failed_jobs"])
+
+
+def test_webhook_deliveries_are_counted_by_target_and_state(settings, engine, session, now):
+    learner_with_first_step(session, settings, now)  # its step.sent event
+    event = session.exec(select(Event)).first()
+    hook = WebhookEndpoint(url="http://127.0.0.1:9/hook", secret="whsec_x", events=["step.sent"])
+    session.add(hook)
+    session.flush()
+    for i, (target, state) in enumerate([("webhook", "delivered"), ("webhook", "delivered"),
+                                         ("webhook", "failed"), ("xapi", "pending")]):  # fmt: skip
+        session.add(WebhookDelivery(message_id=f"msg_{i}", event_id=event.id, target=target,
+                                    state=state, endpoint_id=hook.id if target == "webhook"
+                                    else None))  # fmt: skip
+    session.commit()
+    samples = _scrape(settings, now + SEND)
+    found = {(s.labels["target"], s.labels["state"]): s.value
+             for s in samples["nudger_webhook_deliveries"]}  # fmt: skip
+    assert found == {("webhook", "delivered"): 2, ("webhook", "failed"): 1, ("xapi", "pending"): 1}
 
 
 def test_a_clock_that_never_ticked_is_infinitely_late(settings, engine, now):
