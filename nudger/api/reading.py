@@ -81,11 +81,9 @@ def enrolments(session: Session, q: EnrolmentQuery, now: datetime) -> EnrolmentP
         journey=q.journey or "", status=q.status or "",
         manager=(q.manager or "").strip().lower(), behind=q.behind or "",
     )  # fmt: skip
-    before = int(q.cursor) if q.cursor else None
-    rows, next_before = lookup.search(session, f, now, before, limit=q.limit)
+    rows, next_before = lookup.search(session, f, now, q.cursor, limit=q.limit)
     return EnrolmentPage(
-        items=[EnrolmentSummary(**_summary(r)) for r in rows],
-        next_cursor=str(next_before) if next_before is not None else None,
+        items=[EnrolmentSummary(**_summary(r)) for r in rows], next_cursor=next_before
     )
 
 

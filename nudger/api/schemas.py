@@ -100,7 +100,9 @@ class EnrolmentQuery(BaseModel):
     behind: Literal["yes", "escalated", "no"] | None = Field(
         default=None, description="yes: a step overdue; escalated: told to a manager; no: on track"
     )
-    cursor: str | None = Field(default=None, max_length=20, pattern=r"^[0-9]{1,10}$")
+    cursor: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="`next_cursor` of the page before"
+    )
     limit: int = Field(default=50, ge=1, le=200)
 
 
@@ -120,7 +122,7 @@ class EnrolmentSummary(_Out):
 
 class EnrolmentPage(_Out):
     items: list[EnrolmentSummary]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+    next_cursor: int | None = Field(description="pass as `cursor` for the next page; null: last")
 
 
 class EnrolmentStepOut(_Out):
