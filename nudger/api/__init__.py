@@ -4,6 +4,6 @@
 pydantic models of the API's requests and answers, from which the OpenAPI
 document is generated), `reading` (journeys and enrolments as the API shows
 them), `writing` (enrolling through the CSV import's checks, completing steps,
-pausing, resuming, withdrawing) and `limits` (requests per token per minute).
+pausing, resuming, withdrawing) and `quotas` (requests per token per minute).
 The Flask views are in `nudger.web.api`.
 """

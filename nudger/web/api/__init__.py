@@ -11,7 +11,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from nudger.api.access import Caller, authenticate
-from nudger.api.limits import ApiLimiter, Verdict
+from nudger.api.quotas import ApiLimiter, Verdict
 from nudger.db import utcnow
 from nudger.web import csrf, db, settings
 from nudger.web.api.spec import ApiProblem, document
