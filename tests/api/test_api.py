@@ -271,3 +271,18 @@ def test_the_feeds_types_are_the_event_logs():
     from nudger.events import TYPES
 
     assert set(get_args(EventType)) == set(TYPES)
+
+
+def test_a_form_body_is_415_and_a_badly_shaped_item_is_named(client, session, now):
+    token = make_token(session, now)
+    form = client.post("/api/v1/enrolments", data={"items": "x"}, headers=bearer(token))
+    assert form.status_code == 415 and form.mimetype == PROBLEM
+    items = [
+        {"email": "bo@example.com", "journey": "giving-feedback"},
+        {"email": "cy@example.com"},
+        {"email": "di@example.com", "journey": "x", "age": 3},
+    ]
+    answer = post(client, token, "/api/v1/enrolments", {"items": items})
+    assert answer.status_code == 422 and answer.mimetype == PROBLEM
+    errors = {(e["item"], e["field"]) for e in answer.get_json()["errors"]}
+    assert errors == {(1, "journey"), (2, "age")}
