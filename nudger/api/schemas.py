@@ -7,9 +7,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-STATUSES = ("active", "paused", "completed", "withdrawn")
-STEP_STATUSES = ("scheduled", "sent", "overdue", "done", "cancelled")
-
 
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -159,8 +156,6 @@ class EnrolmentDetail(EnrolmentSummary):
 
 
 # --- writes -----------------------------------------------------------------------
-
-_Cell = Field(default="", max_length=320)
 
 
 class EnrolItem(BaseModel):
