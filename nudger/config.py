@@ -51,6 +51,13 @@ class Settings:
     inbound_domain: str = ""
     inbound_secret: str = ""  # the shared secret of POST /inbound; empty: the endpoint is off
     inbound_max_bytes: int = 10 * 1024 * 1024
+    api_rate_limit: int = 120  # API requests per token per minute
+    metrics_token: str = ""  # Bearer token for /metrics; empty: /metrics is not served
+    # Webhooks may call private, loopback and link-local addresses (tests, closed networks).
+    webhook_allow_private: bool = False
+    xapi_url: str = ""  # the LRS's xAPI endpoint (…/xAPI); empty: no statements are sent
+    xapi_key: str = ""
+    xapi_secret: str = ""
     testing: bool = False
 
     @property
@@ -132,6 +139,12 @@ def load_settings(overrides: dict | None = None) -> Settings:
         "inbound_domain": env.get("NUDGER_INBOUND_DOMAIN", "").strip().lower(),
         "inbound_secret": env.get("NUDGER_INBOUND_SECRET", ""),
         "inbound_max_bytes": int(env.get("NUDGER_INBOUND_MAX_BYTES", str(10 * 1024 * 1024))),
+        "api_rate_limit": int(env.get("NUDGER_API_RATE_LIMIT", "120")),
+        "metrics_token": env.get("NUDGER_METRICS_TOKEN", ""),
+        "webhook_allow_private": env.get("NUDGER_WEBHOOK_ALLOW_PRIVATE", "") == "1",
+        "xapi_url": env.get("NUDGER_XAPI_URL", "").rstrip("/"),
+        "xapi_key": env.get("NUDGER_XAPI_KEY", ""),
+        "xapi_secret": env.get("NUDGER_XAPI_SECRET", ""),
     }
     values.update(overrides)
     if not values["secret_key"]:

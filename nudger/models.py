@@ -402,6 +402,85 @@ class RatingSummary(SQLModel, table=True):
     improved: int = 0
 
 
+class Event(SQLModel, table=True):
+    """Something that happened to an enrolment, in the order it was written: the id is the cursor.
+
+    Written by `nudger.events.record` in the transaction of the change itself,
+    so an event exists exactly when its change does. `data` holds ids, keys and
+    times, never a person's name or address: erasing a person leaves nothing here.
+    """
+
+    __table_args__ = (
+        # Events not yet fanned out to webhook endpoints and the LRS (nudger.webhooks.dispatch).
+        Index(
+            "ix_event_undispatched",
+            "id",
+            sqlite_where=text("dispatched = 0"),
+            postgresql_where=text("NOT dispatched"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    type: str = Field(max_length=40, index=True)  # "step.completed", see nudger.events.TYPES
+    occurred_at: datetime = _ts()
+    enrolment_id: int | None = Field(default=None, foreign_key="enrolment.id", index=True)
+    data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Set for an event that may be decided more than once (a step found overdue): written once.
+    key: str | None = Field(default=None, max_length=200, unique=True)
+    dispatched: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A URL that receives the events it subscribed to, signed per Standard Webhooks."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=2000)
+    # "whsec_" + base64: kept as it is, since signing needs it (shown once, when added).
+    secret: str = Field(max_length=100)
+    events: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    description: str = Field(default="", max_length=200)
+    enabled: bool = True
+    created_at: datetime = _ts(default_factory=utcnow)
+    # Set at the first failed attempt after a success; cleared by a success.
+    failing_since: datetime | None = _ts(default=None)
+    disabled_at: datetime | None = _ts(default=None)
+    disabled_reason: str = Field(default="", max_length=300)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one endpoint (or for the LRS: `endpoint_id` None): the delivery outbox."""
+
+    __table_args__ = (Index("ix_webhookdelivery_state_next", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The `webhook-id` header (or the xAPI statement id): the same on every attempt.
+    message_id: str = Field(max_length=64, unique=True)
+    event_id: int = Field(foreign_key="event.id", index=True)
+    endpoint_id: int | None = Field(default=None, foreign_key="webhookendpoint.id", index=True)
+    target: str = Field(default="webhook", max_length=8)  # webhook|xapi
+    state: str = Field(default="pending", max_length=10)  # pending|sending|delivered|failed
+    attempts: int = 0
+    next_attempt_at: datetime = _ts(default_factory=utcnow)
+    lease_until: datetime | None = _ts(default=None)
+    last_status: int | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _ts(default_factory=utcnow)
+    delivered_at: datetime | None = _ts(default=None)
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One request of a delivery, for the console's delivery log."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="webhookdelivery.id", index=True)
+    endpoint_id: int | None = Field(default=None, foreign_key="webhookendpoint.id", index=True)
+    attempt: int
+    at: datetime = _ts()
+    status: int | None = None  # the HTTP status; None: no answer (refused, timed out)
+    error: str = Field(default="", max_length=500)
+    duration_ms: int = 0
+
+
 class RatingCount(SQLModel, table=True):
     """How many answered each value (0: no chance to observe) per behaviour, rater, checkpoint."""
 
@@ -444,3 +523,17 @@ class InboundMessage(SQLModel, table=True):
     outbox_id: int | None = Field(default=None, foreign_key="outbox.id", index=True)
     person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
     processed_at: datetime | None = _ts(default=None)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for /api/v1. Only its SHA-256 is kept: the token is shown once."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    token_hash: str = Field(max_length=64, unique=True)  # sha256 hex of the whole token
+    prefix: str = Field(max_length=16)  # the first characters, to tell tokens apart in lists
+    scope: str = Field(default="read", max_length=8)  # read|write (write includes read)
+    created_by: str = Field(default="cli", max_length=320)
+    created_at: datetime = _ts(default_factory=utcnow)
+    last_used_at: datetime | None = _ts(default=None)
+    revoked_at: datetime | None = _ts(default=None)

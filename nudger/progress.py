@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, func, select
 
+from nudger import events
 from nudger.calendar import local_date, local_instant
 from nudger.config import Settings
 from nudger.models import AuditLog, Enrolment, EnrolmentStep, EscalationEvent, Journey, Person, Step
@@ -165,6 +166,38 @@ def mark_done(
     for name, value in changes.items():
         set_committed_value(enrolment, name, value)
     _audit(session, now, actor, "step.done", es)
+    _record_done(session, es, enrolment, now, actor, changes.get("status") == "completed")
+
+
+def _record_done(
+    session: Session,
+    es: EnrolmentStep,
+    enrolment: Enrolment,
+    now: datetime,
+    actor: str,
+    finished: bool,
+) -> None:
+    """Write `step.completed` (and `enrolment.completed` when it was the last step)."""
+    # Both already in the session's identity map on the learner's path: no query.
+    step = session.get(Step, es.step_id)
+    journey = session.get(Journey, enrolment.journey_id)
+    about = {
+        "enrolment_id": enrolment.id,
+        "person_id": enrolment.person_id,
+        "journey": journey.slug,
+    }
+    done = {
+        **about,
+        "enrolment_step_id": es.id,
+        "step": step.key,
+        "kind": step.kind,
+        "actor": actor,
+        "confirmed_by_id": es.confirmed_by_id,
+    }
+    found = [(events.STEP_COMPLETED, enrolment.id, done, None)]
+    if finished:
+        found.append((events.ENROLMENT_COMPLETED, enrolment.id, about, None))
+    events.record_many(session, found, now=now)
 
 
 def all_done(session: Session, enrolment: Enrolment) -> bool:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
+from nudger import events
 from nudger.audit import record
 from nudger.bulk import insert_ignoring
 from nudger.journeys.spec import SCALE, BehaviourSpec, JourneySpec, checkpoint_order
@@ -131,6 +132,22 @@ def save_answers(
                     .values(value=row["value"], recorded_at=now)
                 )
         page.answers.update(changed)
+        events.record(
+            session,
+            events.RATING_RECORDED,
+            {
+                "enrolment_id": checkin.enrolment_id,
+                "checkin_id": checkin.id,
+                "journey": page.journey.slug,
+                "rater": checkin.rater,
+                "rater_id": checkin.rater_id,
+                "checkpoint": checkin.checkpoint,
+                # 1..5, or 0: no chance to observe
+                "answers": dict(sorted(changed.items())),
+            },
+            now=now,
+            enrolment_id=checkin.enrolment_id,
+        )
     if answers:
         checkin.answered_at = checkin.answered_at or now
         checkin.remind_at = None

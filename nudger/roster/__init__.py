@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import Session
 
@@ -32,7 +34,15 @@ from nudger.roster.writing import (
     write_all,
 )
 
-__all__ = ["COLUMNS", "ImportResult", "RowError", "Source", "import_roster", "write_error_csv"]
+__all__ = [
+    "COLUMNS",
+    "ImportResult",
+    "RowError",
+    "Source",
+    "import_records",
+    "import_roster",
+    "write_error_csv",
+]
 
 
 def import_roster(
@@ -47,6 +57,63 @@ def import_roster(
     actor: str = "cli",
 ) -> ImportResult:
     """Check a learner CSV and, if every row is sound, enrol them in one transaction."""
+    digest = hashlib.sha256()
+    default_slug = (journey_slug or "").strip().lower()
+
+    def feed(reader: RowChecker) -> None:
+        with open_binary(source) as raw:
+            read_rows(reader, raw, digest, bool(default_slug))
+
+    name = filename or (str(source) if isinstance(source, str | Path) else "")
+    return _import(
+        session, settings, feed, digest, filename=name, journey_slug=journey_slug,
+        dry_run=dry_run, now=now, actor=actor,
+    )  # fmt: skip
+
+
+def import_records(
+    session: Session,
+    settings: Settings,
+    records: Iterable[dict[str, str]],
+    *,
+    label: str,
+    now: datetime,
+    actor: str,
+    dry_run: bool = False,
+) -> ImportResult:
+    """Check learners given as records (CSV columns to values) like the rows of a CSV, and enrol
+    them in one transaction if every one is sound.
+
+    Record N (from 0) is checked as row N + 2 of a file, so errors say `row N + 2`; records need
+    no header, so nothing is reported at row 1.
+    """
+    digest = hashlib.sha256()
+
+    def feed(reader: RowChecker) -> None:
+        for i, record in enumerate(records):
+            cells = {c: (record.get(c) or "").strip() for c in COLUMNS if c in record}
+            digest.update(repr(sorted(cells.items())).encode())
+            reader.add(i + 2, cells)
+
+    return _import(
+        session, settings, feed, digest, filename=label, journey_slug=None, dry_run=dry_run,
+        now=now, actor=actor,
+    )  # fmt: skip
+
+
+def _import(
+    session: Session,
+    settings: Settings,
+    feed: Callable[[RowChecker], None],
+    digest: Any,
+    *,
+    filename: str,
+    journey_slug: str | None,
+    dry_run: bool,
+    now: datetime,
+    actor: str,
+) -> ImportResult:
+    """Feed every row to the checks, compare with the database, and write all or nothing."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     journeys = journey_plans(session)
@@ -54,9 +121,7 @@ def import_roster(
     reader = RowChecker(journeys, default_slug)
     if default_slug and default_slug not in journeys:
         reader.error(0, "", journey_slug or "", unknown_journey(default_slug, journeys))
-    digest = hashlib.sha256()
-    with open_binary(source) as raw:
-        read_rows(reader, raw, digest, bool(default_slug))
+    feed(reader)
     result = ImportResult(rows=reader.rows, dry_run=dry_run)
     plan = WritePlan()
     if reader.people or reader.rejected:
@@ -80,7 +145,7 @@ def import_roster(
     if dry_run or plan.empty:
         return result  # a re-import that changes nothing leaves no trace either
     batch = dict(
-        filename=(filename or (str(source) if isinstance(source, str | Path) else ""))[:500],
+        filename=filename[:500],
         checksum=digest.hexdigest(), actor=actor, rows=result.rows, created_at=now,
         people_created=result.people_created, people_updated=result.people_updated,
         enrolments_created=result.enrolments_created,

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlmodel import Session
 from sqlmodel import select as orm_select
 
+from nudger import events
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
 from nudger.models import AuditLog, Enrolment, ImportBatch, Journey, Person
@@ -194,7 +195,10 @@ def _update_people(conn: Connection, plan: WritePlan, ids: dict[str, int], now: 
         conn.execute(stmt, chunk)
 
 
-def _insert_enrolments(conn, plan: WritePlan, ids: dict[str, int], batch_id: int, now) -> None:
+def _insert_enrolments(
+    session: Session, plan: WritePlan, ids: dict[str, int], batch_id: int, now
+) -> None:
+    """Insert the enrolments and, in the same statements' wake, their `enrolment.created`."""
     # next_action_at = now: the next tick picks the enrolment up and works out its real times.
     same = dict(status="active", shift_days=0, next_action_at=now,
                 paused_at=None, reminders_muted=False, import_batch_id=batch_id,
@@ -203,8 +207,22 @@ def _insert_enrolments(conn, plan: WritePlan, ids: dict[str, int], batch_id: int
         dict(same, person_id=ids[email], journey_id=journey_id, start_date=start)
         for email, journey_id, start in plan.enrolments
     )
+    t = Enrolment.__table__
+    stmt = insert(t).returning(t.c.id, t.c.person_id, t.c.journey_id, t.c.start_date)
+    conn = session.connection()
+    slugs = dict(conn.execute(select(Journey.__table__.c.id, Journey.__table__.c.slug)).all())
     for chunk in chunks(rows, WRITE_CHUNK):
-        conn.execute(insert(Enrolment.__table__), chunk)
+        created = conn.execute(stmt, chunk).all()
+        events.record_many(
+            session,
+            (
+                (events.ENROLMENT_CREATED, r.id, {"enrolment_id": r.id, "person_id": r.person_id,
+                 "journey": slugs[r.journey_id], "start_date": r.start_date.isoformat(),
+                 "import_batch_id": batch_id}, None)
+                for r in created
+            ),
+            now=now,
+        )  # fmt: skip
 
 
 def write_all(
@@ -218,7 +236,7 @@ def write_all(
         batch_id = conn.execute(insert(t).returning(t.c.id), batch).scalar_one()
         _insert_people(conn, plan, ids, now)
         _update_people(conn, plan, ids, now)
-        _insert_enrolments(conn, plan, ids, batch_id, now)
+        _insert_enrolments(session, plan, ids, batch_id, now)
         audit = dict(at=now, actor=batch["actor"], action="import", subject_type="import_batch",
                      subject_id=batch_id, detail=detail)  # fmt: skip
         conn.execute(insert(AuditLog.__table__), audit)

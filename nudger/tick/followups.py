@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlmodel import select
 
+from nudger import events
 from nudger.bulk import insert_all
 from nudger.calendar import WorkCalendar
 from nudger.db import upsert_ignore
@@ -61,6 +62,10 @@ def chase(
             notes.events.append({**about, "rule": CONFIRM, "after": None})
         if row.awaiting_confirmation:
             continue
+        if row.due_at <= now and row.loaded == (0, 0):
+            # No reminder or escalation yet: this may be the first look since it fell due
+            # (the event's key makes later looks before the first reminder no-ops).
+            notes.overdue.append(about)
         reached, next_reminder = _reminders_reached(plan, cal, tz, row, now)
         if reached > row.reminders_sent:
             # Thresholds that pass while muted are spent silently, so unmuting
@@ -209,9 +214,36 @@ def flush(ctx: TickContext) -> None:
     if notes.reminders:
         _write_reminders(ctx, notes.reminders)
         notes.reminders.clear()
+    if notes.overdue:
+        _record_overdue(ctx, notes.overdue)
+        notes.overdue.clear()
     if notes.audits:
         insert_all(ctx.session, AuditLog.__table__, notes.audits)
         notes.audits.clear()
+
+
+def _event_data(about: dict) -> dict:
+    """What an event says of a step: ids and keys, no addresses."""
+    return {
+        "enrolment_id": about["enrolment_id"],
+        "enrolment_step_id": about["enrolment_step_id"],
+        "person_id": about["learner_id"],
+        "journey": about["journey"],
+        "step": about["step"],
+    }
+
+
+def _record_overdue(ctx: TickContext, overdue: list[dict]) -> None:
+    found = [
+        (
+            events.STEP_OVERDUE,
+            about["enrolment_id"],
+            _event_data(about),
+            f"step.overdue:{about['enrolment_step_id']}",
+        )
+        for about in overdue
+    ]
+    events.record_many(ctx.session, found, now=ctx.now)
 
 
 def _write_events(ctx: TickContext, notes: FollowUpNotes) -> None:
@@ -242,12 +274,26 @@ def _write_events(ctx: TickContext, notes: FollowUpNotes) -> None:
         }
         for (es_id, level, email), event in rows.items()
     ]
+    raised, seen = [], set()
     for start in range(0, len(values), WRITE_BATCH):
         for event_id, es_id, level, email in ctx.session.execute(
             stmt, values[start : start + WRITE_BATCH]
         ):
             ctx.counts["escalations"] += 1
-            _audit_event(ctx, event_id, level, email, rows[(es_id, level, email)])
+            event = rows[(es_id, level, email)]
+            _audit_event(ctx, event_id, level, email, event)
+            # One event per step and level, however many admins hear of it.
+            if level != CONFIRM and (es_id, level) not in seen:
+                seen.add((es_id, level))
+                data = {
+                    **_event_data(event),
+                    "escalation_id": event_id,
+                    "level": level,
+                    "rule": event["rule"],
+                    "after_working_days": event["after"],
+                }
+                raised.append((events.ESCALATION_RAISED, event["enrolment_id"], data, None))
+    events.record_many(ctx.session, raised, now=ctx.now)
 
 
 def _load_people(ctx: TickContext, notes: FollowUpNotes, ids: set[int | None]) -> None:

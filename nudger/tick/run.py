@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import case, update
 from sqlmodel import Session, select
 
-from nudger import outbox
+from nudger import events, outbox
 from nudger.bulk import among, insert_ignoring, update_by_id
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
@@ -219,7 +219,9 @@ def send_due_steps(
             }
             for step_id, due_at, invite in found.due
         ]
-        ctx.due_steps.append(DueSteps(enrolment.id, person.id, person.email, rows))
+        ctx.due_steps.append(
+            DueSteps(enrolment.id, person.id, person.email, rows, enrolment.journey_id)
+        )
     return found.next_at
 
 
@@ -281,8 +283,43 @@ def write_sent_steps(ctx: TickContext) -> None:
             }
         )
         ctx.counts["steps"] += len(ids)
+    written = {row.dedupe_key: row.id for row in ctx.add_outboxes(messages)}
+    _record_sent(ctx, inserted, written)
     ctx.due_steps.clear()
-    ctx.add_outboxes(messages)
+
+
+def _record_sent(
+    ctx: TickContext, inserted: dict[int, dict[int, int]], written: dict[str, int]
+) -> None:
+    """Write a `step.sent` event per step this tick queued, in bulk with its rows.
+
+    "Sent" is when the step's email is decided and queued, in the transaction
+    that writes its row: the step is sent from then on for everything Nudger
+    shows, and the SMTP outcome is the outbox's (and the mail ledger's) record.
+    """
+    sent = []
+    for due in ctx.due_steps:
+        mine = inserted.get(due.enrolment_id)
+        if not mine:
+            continue
+        plan = ctx.plan(due.journey_id)
+        first_step = next(row["step_id"] for row in due.rows if row["step_id"] in mine)
+        outbox_id = written.get(f"step:{due.enrolment_id}:{first_step}")
+        for row in due.rows:
+            es_id = mine.get(row["step_id"])
+            if es_id is None:
+                continue
+            data = {
+                "enrolment_id": due.enrolment_id,
+                "enrolment_step_id": es_id,
+                "person_id": due.person_id,
+                "journey": plan.slug,
+                "step": plan.steps_by_id[row["step_id"]].key,
+                "due_at": row["due_at"].isoformat() if row["due_at"] else None,
+                "outbox_id": outbox_id,
+            }
+            sent.append((events.STEP_SENT, due.enrolment_id, data, None))
+    events.record_many(ctx.session, sent, now=ctx.now)
 
 
 def requeue_stale(session: Session, now: datetime, max_attempts: int | None = None) -> int:

@@ -96,6 +96,7 @@ class DueSteps:
     person_id: int
     email: str
     rows: list[dict]
+    journey_id: int = 0
 
 
 @dataclass
@@ -104,6 +105,8 @@ class FollowUpNotes:
 
     events: list[dict] = field(default_factory=list)
     reminders: list[dict] = field(default_factory=list)
+    # Steps found past their due date, for `step.overdue` events (keyed: written once).
+    overdue: list[dict] = field(default_factory=list)
     # Why each message or event was written: audit rows, inserted together.
     audits: list[dict] = field(default_factory=list)
     # (email, manager id) by person id, kept for the whole tick: managers repeat.

@@ -90,6 +90,7 @@ def init_app(app: Flask) -> None:
     from nudger.mail.render import markdown_filter
     from nudger.web import (
         admin,
+        api,
         checkins,
         dev,
         health,
@@ -98,6 +99,7 @@ def init_app(app: Flask) -> None:
         learner,
         links,
         manager,
+        metrics,
         prefs,
     )
 
@@ -124,11 +126,15 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(inbound.bp)
     admin.init_app(app)
+    api.init_app(app)
+    app.register_blueprint(metrics.bp)
     if app.extensions["nudger.settings"].captures_mail:
         app.register_blueprint(dev.bp)
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
+        if api.is_api_request():
+            return api.http_problem(exc)
         return error_page(
             400,
             "This form has expired",
@@ -137,18 +143,26 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(BadRequest)
     def bad_request(exc: BadRequest):
+        if api.is_api_request():
+            return api.http_problem(exc)
         return error_page(400, "Bad request", exc.description or "This address is not valid.")
 
     @app.errorhandler(404)
-    def not_found(_exc):
+    def not_found(exc):
+        if api.is_api_request():
+            return api.http_problem(exc)
         return error_page(404, "Page not found", "There is nothing at this address.")
 
     @app.errorhandler(405)
-    def not_allowed(_exc):
+    def not_allowed(exc):
+        if api.is_api_request():
+            return api.http_problem(exc)
         return error_page(405, "Not allowed", "This page cannot be used that way.")
 
     @app.errorhandler(500)
-    def server_error(_exc):
+    def server_error(exc):
+        if api.is_api_request():
+            return api.http_problem(exc)
         return error_page(
             500, "Something went wrong", "Nothing was changed. Please try again in a minute."
         )

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
-from nudger.models import AuditLog, Enrolment, ImportBatch, Person
+from nudger.models import AuditLog, Enrolment, Event, ImportBatch, Person
 from nudger.roster import COLUMNS, ImportResult, import_roster
 from nudger.text import CONTROL
 from tests.factories import make_journey
@@ -51,6 +51,7 @@ def importer(engine, settings, now):
             with engine.begin() as conn:
                 names = conn.execute(select(Person.__table__.c.name)).scalars()
                 assert not any(CONTROL.search(n.replace("\t", "")) for n in names)
+                conn.execute(delete(Event.__table__))  # they name the enrolments
                 conn.execute(delete(Enrolment.__table__))
                 conn.execute(delete(AuditLog.__table__))
                 conn.execute(delete(ImportBatch.__table__))

@@ -32,6 +32,7 @@ SAMPLE_ARGS = {
     "enrolment_id": "1",
     "person_id": "1",
     "outbox_id": "1",
+    "token_id": "1",
     "action": "pause",
 }
 

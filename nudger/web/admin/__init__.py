@@ -12,12 +12,13 @@ from nudger.web.admin import (
     inbound,
     journeys,
     mail,
+    tokens,
     upload,
 )
 
 # Nested once, when the console is first imported: a blueprint cannot change
 # after an app has registered it, and every test builds its own app.
-for _page in (auth, dashboard, enrolments, inbound, journeys, mail, upload):
+for _page in (auth, dashboard, enrolments, inbound, journeys, mail, tokens, upload):
     console.bp.register_blueprint(_page.bp)
 
 

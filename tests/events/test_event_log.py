@@ -1,0 +1,129 @@
+"""The event log, as the real import, tick, done button and check-in write it."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlmodel import Session, select
+
+from nudger import events
+from nudger.journeys.spec import JourneySpec
+from nudger.measure.answers import save_answers
+from nudger.models import EnrolmentStep, Event
+from nudger.progress import complete_step
+from nudger.roster import import_roster
+from nudger.tick.run import tick
+from tests.factories import make_enrolment, make_journey, make_person
+from tests.measure.kit import checkins, make_measured_journey
+
+START = date(2027, 3, 1)  # a Monday
+ONE_STEP = [{"key": "read", "day": 0, "kind": "read", "title": "Read the one-pager", "minutes": 15}]
+
+
+def at(day: int, hour: int = 9) -> datetime:
+    return datetime(2027, 3, day, hour, tzinfo=UTC)
+
+
+def logged(session: Session, type_: str | None = None) -> list[Event]:
+    session.expire_all()
+    query = select(Event).order_by(Event.id)
+    if type_:
+        query = query.where(Event.type == type_)
+    return list(session.exec(query))
+
+
+def test_an_import_writes_one_enrolment_created_per_enrolment(session, settings):
+    journey = make_journey(session)
+    now = datetime(2027, 2, 26, 12, tzinfo=UTC)
+    rows = "".join(f"p{i}@example.com,P {i},,{journey.slug},,," + "\n" for i in range(30))
+    csv = "email,name,manager_email,journey,start_date,timezone,country\n" + rows
+    result = import_roster(session, settings, io.BytesIO(csv.encode()), now=now)
+    assert result.ok
+
+    created = logged(session, events.ENROLMENT_CREATED)
+    assert len(created) == 30
+    assert {e.enrolment_id for e in created} == {e.data["enrolment_id"] for e in created}
+    assert {e.data["journey"] for e in created} == {journey.slug}
+    assert all(e.occurred_at == now for e in created)
+    # Ids, never addresses: erasing a person leaves the log as it is.
+    assert all("example.com" not in str(e.data) for e in created)
+
+
+def test_a_dry_run_writes_no_event(session, settings):
+    journey = make_journey(session)
+    header = "email,name,manager_email,journey,start_date,timezone,country"
+    csv = f"{header}\na@example.com,A,,{journey.slug},,,\n"
+    now = datetime(2027, 2, 26, 12, tzinfo=UTC)
+    assert import_roster(session, settings, io.BytesIO(csv.encode()), now=now, dry_run=True).ok
+    assert logged(session) == []
+
+
+def test_a_journey_in_events_sent_overdue_escalated_completed(session, settings):
+    journey = make_journey(session, steps=ONE_STEP)
+    boss = make_person(session, "boss@example.com", "Boss")
+    learner = make_person(session, "nia@example.com", "Nia", manager=boss)
+    enrolment = make_enrolment(session, learner, journey, START)
+
+    tick(session, settings, at(1), enqueue=False)  # sent Monday, due Wednesday 09:00
+    [sent] = logged(session, events.STEP_SENT)
+    es = session.exec(select(EnrolmentStep)).one()
+    assert sent.data["enrolment_step_id"] == es.id
+    assert sent.data["step"] == "read" and sent.enrolment_id == enrolment.id
+    assert sent.data["outbox_id"] is not None
+
+    for day in (2, 3, 4, 5, 8, 9):  # past due; reminders on the 4th, the manager on the 8th
+        tick(session, settings, at(day), enqueue=False)
+    [overdue] = logged(session, events.STEP_OVERDUE)  # once, however many ticks looked
+    assert overdue.occurred_at == at(4) and overdue.data["step"] == "read"
+    [raised] = logged(session, events.ESCALATION_RAISED)
+    assert raised.data["level"] == "manager" and raised.data["enrolment_step_id"] == es.id
+
+    complete_step(session, es.id, at(9, 10))
+    [done] = logged(session, events.STEP_COMPLETED)
+    assert done.data["kind"] == "read" and done.data["actor"] == "learner"
+    [finished] = logged(session, events.ENROLMENT_COMPLETED)
+    assert finished.enrolment_id == enrolment.id and finished.id > done.id
+    complete_step(session, es.id, at(9, 11))  # a second press changes nothing
+    assert len(logged(session, events.STEP_COMPLETED)) == 1
+
+
+def test_a_press_that_is_rolled_back_leaves_no_event(session, settings):
+    journey = make_journey(session, steps=ONE_STEP)
+    enrolment = make_enrolment(session, make_person(session), journey, START)
+    tick(session, settings, at(1), enqueue=False)
+    es = session.exec(select(EnrolmentStep).where(EnrolmentStep.enrolment_id == enrolment.id)).one()
+    complete_step(session, es.id, at(1, 10), commit=False)
+    session.rollback()
+    assert logged(session, events.STEP_COMPLETED) == []
+
+
+def test_saved_answers_write_rating_recorded(session, settings):
+    journey = make_measured_journey(session, measure={"at": ["start", "end"]})
+    boss = make_person(session, "boss@example.com", "Boss")
+    make_enrolment(
+        session, make_person(session, "p@example.com", "P", manager=boss), journey, START
+    )
+    tick(session, settings, at(1), enqueue=False)
+    checkin = next(c for c in checkins(session) if c.rater == "learner")
+    behaviour = JourneySpec.model_validate(journey.spec).behaviours()[0].key
+    save_answers(session, checkin.id, {behaviour: 3}, checkin.sent_at + timedelta(hours=1))
+    session.commit()
+    [rated] = logged(session, events.RATING_RECORDED)
+    assert rated.data["answers"] == {behaviour: 3} and rated.data["rater"] == "learner"
+
+
+def test_an_unknown_type_is_refused(session, now):
+    with pytest.raises(events.UnknownEventType):
+        events.record(session, "step.complete", {}, now=now)
+
+
+def test_after_reads_from_a_cursor_in_order(session, now):
+    for i in range(5):
+        events.record(session, events.EMAIL_BOUNCED, {"n": i}, now=now)
+    session.commit()
+    first = events.after(session, 0, limit=2)
+    assert [e.data["n"] for e in first] == [0, 1]
+    rest = events.after(session, first[-1].id)
+    assert [e.data["n"] for e in rest] == [2, 3, 4]
