@@ -47,3 +47,12 @@ def import_csv(upload_id: str, dry_run: bool) -> dict:
     settings, engine = runtime()
     store = UploadStore(settings.instance_path)
     return run_upload(settings, engine, store, upload_id, dry_run, utcnow())
+
+
+def deliver_webhooks() -> dict[str, int]:
+    """Fan new events out to webhook endpoints and the LRS, then send what is due."""
+    from nudger.db import utcnow
+    from nudger.webhooks.delivery import run
+
+    settings, engine = runtime()
+    return run(engine, settings, utcnow())

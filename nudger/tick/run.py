@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import case, update
 from sqlmodel import Session, select
 
-from nudger import events, outbox
+from nudger import events, outbox, webhooks
 from nudger.bulk import among, insert_ignoring, update_by_id
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
@@ -35,6 +35,7 @@ from nudger.tick.state import (
     OpenStep,
     TickContext,
 )
+from nudger.webhooks import delivery as webhook_delivery
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,17 @@ def tick(
         )
         if pruned.total:
             ctx.counts["pruned"] = pruned.total
+    dispatched = webhooks.dispatch(session, settings, now)
+    if dispatched:
+        ctx.counts["webhooks"] = dispatched
     stale = stale_pending(session, now)
     ids = sorted(set(ctx.new_outbox_ids + stale))
     enqueued = enqueue and outbox.enqueue_committed(session, settings, ids, now)
     ctx.counts["enqueued"] = len(ids) if enqueued else 0
     ctx.counts["reenqueued"] = len(stale) if enqueued else 0  # earlier rows without a job
+    # Webhook and xAPI deliveries due (new, retries, or a job lost while Redis was down).
+    if enqueue and webhook_delivery.due(session, now, limit=1):
+        webhooks.kick(settings)
     counts = {k: int(v) for k, v in sorted(ctx.counts.items())}
     session.add(
         TickRun(now=now, duration_ms=int((timer.perf_counter() - started) * 1000), counts=counts)
