@@ -3,7 +3,8 @@
 Exit codes: 0 success, 1 input rejected (nothing written), 2 usage error.
 The commands live by what they are for: `setup` (schema, journeys, learners,
 admins), `processes` (tick, worker, clock, web, demo) and `people` (reports,
-ratings, enrolment changes, erasure); `common` is what they share.
+ratings, enrolment changes, erasure) and `integrations` (webhooks);
+`common` is what they share.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 
 import click
 
-from nudger.cli import people, processes, setup
+from nudger.cli import integrations, people, processes, setup
 from nudger.cli.common import NudgerGroup
 
 
@@ -42,5 +43,6 @@ for command in (
     *people.ENROLMENT_COMMANDS,
     people.erase,
     people.prune,
+    integrations.webhooks,
 ):
     main.add_command(command)

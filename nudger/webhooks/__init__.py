@@ -163,6 +163,19 @@ def redeliver(session: Session, delivery_id: int, now: datetime, actor: str) -> 
     return delivery
 
 
+def delivery_log(session: Session, limit: int = 50) -> list[tuple]:
+    """Return the latest attempts, newest first: (attempt, delivery, event type, endpoint URL)."""
+    query = (
+        select(WebhookAttempt, WebhookDelivery, Event.type, WebhookEndpoint.url)
+        .join(WebhookDelivery, WebhookDelivery.id == WebhookAttempt.delivery_id)
+        .join(Event, Event.id == WebhookDelivery.event_id)
+        .outerjoin(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .order_by(WebhookAttempt.id.desc())
+        .limit(limit)
+    )
+    return list(session.exec(query))
+
+
 def message_id(event_id: int, endpoint_id: int) -> str:
     """The `webhook-id` of an event for an endpoint: stable, so retries are recognisable."""
     return f"msg_{event_id}_{endpoint_id}"

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from flask import Flask
 
-from nudger.web.admin import auth, console, dashboard, enrolments, journeys, mail, upload
+from nudger.web.admin import (
+    auth,
+    console,
+    dashboard,
+    enrolments,
+    journeys,
+    mail,
+    upload,
+    webhooks,
+)
 
 # Nested once, when the console is first imported: a blueprint cannot change
 # after an app has registered it, and every test builds its own app.
-for _page in (auth, dashboard, enrolments, journeys, mail, upload):
+for _page in (auth, dashboard, enrolments, journeys, mail, upload, webhooks):
     console.bp.register_blueprint(_page.bp)
 
 
