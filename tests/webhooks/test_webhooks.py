@@ -14,8 +14,10 @@ from sqlmodel import select
 from standardwebhooks.webhooks import Webhook
 
 from nudger import events, tokens, webhooks
+from nudger.db import utcnow
 from nudger.models import AuditLog, Outbox, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from nudger.queue import DEFAULT_QUEUE, queue, redis_connection
+from nudger.tick.run import tick
 from nudger.webhooks import delivery, safety
 from tests.adminkit import make_admin
 from tests.pagekit import SEND, csrf_token, learner_with_first_step, live_server
@@ -193,3 +195,21 @@ def test_bad_endpoints_are_refused_with_reasons(session, now):
         webhooks.parse_types("step.sent,step.done")
     assert session.exec(select(WebhookEndpoint)).all() == []
     assert json.loads(json.dumps(webhooks.parse_types("*"))) == list(events.TYPES)
+
+
+def test_with_redis_down_the_clocks_tick_sends_them(session, allowed):
+    settings, now = allowed, utcnow()  # the worker's job runs at the real time
+    down = dataclasses.replace(settings, redis_url="redis://127.0.0.1:2899/0")  # nobody there
+    _, secret = webhooks.add_endpoint(session, URL, [events.EMAIL_BOUNCED], now)
+    events.record(session, events.EMAIL_BOUNCED, {"person_id": 5}, now=now)
+    session.commit()
+    assert webhooks.kick_if_subscribed(session, down) is False  # logged, not raised
+
+    counts = tick(session, settings, now)  # the next minute's tick, Redis back
+    assert counts["webhooks"] == 1
+    with receiver() as got:
+        redis = redis_connection(settings)
+        SimpleWorker([queue(settings, DEFAULT_QUEUE)], connection=redis).work(burst=True)
+        assert got.arrived.wait(10)
+    [payload] = verified(got, secret)
+    assert payload["data"] == {"person_id": 5}
