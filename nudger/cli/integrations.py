@@ -32,7 +32,12 @@ def add(ctx: Context, url: str, types: str, description: str, as_json: bool) -> 
         names = hooks.parse_types(types)
         with ctx.session() as session:
             endpoint, secret = hooks.add_endpoint(
-                session, url, names, utcnow(), description=description
+                session,
+                url,
+                names,
+                utcnow(),
+                description=description,
+                allow_private=ctx.settings.webhook_allow_private,
             )
             data = {**hooks.endpoint_json(endpoint), "secret": secret}
     except hooks.BadEndpoint as e:

@@ -30,7 +30,7 @@ from nudger.config import Settings
 from nudger.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from nudger.queue import DEFAULT_QUEUE, queue
 from nudger.webhooks import xapi
-from nudger.webhooks.safety import check_url
+from nudger.webhooks.safety import check_url, public
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,23 @@ def add_endpoint(
     *,
     description: str = "",
     actor: str = "cli",
+    allow_private: bool = False,
 ) -> tuple[WebhookEndpoint, str]:
-    """Add an endpoint and commit; return it and its secret (shown once, to whoever added it)."""
+    """Add an endpoint and commit; return it and its secret (shown once, to whoever added it).
+
+    A host written as a private, loopback or link-local address (or localhost) is
+    refused here, unless `allow_private`; a name is checked when it is resolved, on
+    every delivery, since what it resolves to may change.
+    """
     try:
-        check_url(url)
+        parsed = check_url(url)
     except ValueError as e:
         raise BadEndpoint(f"URL {e}") from None
+    if not allow_private and not _public_host(parsed.host):
+        raise BadEndpoint(
+            f"URL host {parsed.host} is a private, loopback or link-local address "
+            "(set NUDGER_WEBHOOK_ALLOW_PRIVATE=1 to allow it)"
+        )
     if len(url) > 2000:
         raise BadEndpoint("URL is longer than 2000 characters")
     unknown = [t for t in types if t not in events.TYPES]
@@ -94,6 +105,16 @@ def add_endpoint(
     record(session, actor, "webhook.add", now, "webhook", endpoint.id, url=url, events=types)
     session.commit()
     return endpoint, secret
+
+
+def _public_host(host: str) -> bool:
+    """Say whether a URL's host may be public: a name (checked later), or a public address."""
+    if host.lower().rstrip(".") == "localhost" or host.lower().endswith(".localhost"):
+        return False
+    try:
+        return public(host)
+    except ValueError:
+        return True  # a name: checked when it is resolved
 
 
 def list_endpoints(session: Session) -> list[WebhookEndpoint]:

@@ -22,6 +22,7 @@ def cli(settings, monkeypatch, *args: str):
     monkeypatch.setenv("NUDGER_INSTANCE_PATH", str(settings.instance_path))
     monkeypatch.setenv("NUDGER_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("NUDGER_SECRET_KEY", settings.secret_key)
+    monkeypatch.setenv("NUDGER_WEBHOOK_ALLOW_PRIVATE", "1")  # the receiver is on loopback
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 

@@ -55,7 +55,9 @@ def verified(got, secret: str) -> list[dict]:
 def test_a_press_on_done_reaches_the_receiver_signed_within_seconds(session, allowed, now):
     settings = allowed
     _person, enrolment, es = learner_with_first_step(session, settings, now)
-    _, secret = webhooks.add_endpoint(session, URL, [events.STEP_COMPLETED], now)
+    _, secret = webhooks.add_endpoint(
+        session, URL, [events.STEP_COMPLETED], now, allow_private=True
+    )
     clicked = now + SEND + timedelta(hours=1)
     with receiver() as got, live_server(settings, clicked) as (base, _app):
         link = tokens.url(dataclasses.replace(settings, base_url=base), "done", es.id, clicked)
@@ -84,7 +86,7 @@ def payload_event_id(session) -> int:
 
 def test_a_receiver_that_is_down_gets_the_event_later_once(session, allowed, now):
     settings, engine = allowed, session.get_bind()
-    _, secret = webhooks.add_endpoint(session, URL, list(events.TYPES), now)
+    _, secret = webhooks.add_endpoint(session, URL, list(events.TYPES), now, allow_private=True)
     events.record(session, events.EMAIL_BOUNCED, {"person_id": 7}, now=now)
     session.commit()
 
@@ -113,7 +115,7 @@ def test_a_receiver_that_is_down_gets_the_event_later_once(session, allowed, now
 
 
 def test_two_runs_at_once_claim_a_delivery_once(session, allowed, now):
-    webhooks.add_endpoint(session, URL, list(events.TYPES), now)
+    webhooks.add_endpoint(session, URL, list(events.TYPES), now, allow_private=True)
     events.record(session, events.EMAIL_BOUNCED, {"person_id": 1}, now=now)
     session.commit()
     webhooks.dispatch(session, allowed, now)
@@ -129,8 +131,12 @@ def test_private_addresses_are_refused_unless_allowed(session, settings, now):
     for host in ("127.0.0.1", "10.1.2.3", "169.254.169.254", "[::1]", "localhost"):
         answer = safety.post(f"http://{host}:{RECEIVER_PORT}/", b"{}", {}, allow_private=False)
         assert answer.status is None and "private, loopback or link-local" in answer.error, host
+    for url in (URL, "http://localhost/x", "https://[fe80::1]/x", "http://192.168.0.10/x"):
+        with pytest.raises(webhooks.BadEndpoint, match="NUDGER_WEBHOOK_ALLOW_PRIVATE"):
+            webhooks.add_endpoint(session, url, [events.STEP_SENT], now)
     with receiver() as got:
-        webhooks.add_endpoint(session, URL, list(events.TYPES), now)
+        # Added while its name pointed elsewhere (say): checked again on every delivery.
+        webhooks.add_endpoint(session, URL, list(events.TYPES), now, allow_private=True)
         events.record(session, events.EMAIL_BOUNCED, {"person_id": 1}, now=now)
         session.commit()
         delivery.run(session.get_bind(), settings, now)
@@ -149,7 +155,7 @@ def test_the_request_goes_to_the_checked_address_with_the_name_in_host(allowed):
 def test_an_endpoint_failing_for_a_day_is_disabled_and_admins_told(session, allowed, now):
     settings, engine = allowed, session.get_bind()
     make_admin(session, now)
-    endpoint, _ = webhooks.add_endpoint(session, URL, list(events.TYPES), now)
+    endpoint, _ = webhooks.add_endpoint(session, URL, list(events.TYPES), now, allow_private=True)
     with receiver(status=500) as got:
         when = now
         for i in range(3):
@@ -172,7 +178,7 @@ def test_an_endpoint_failing_for_a_day_is_disabled_and_admins_told(session, allo
 
 def test_retries_back_off_then_give_up(session, allowed, now):
     settings, engine = allowed, session.get_bind()
-    webhooks.add_endpoint(session, URL, list(events.TYPES), now)
+    webhooks.add_endpoint(session, URL, list(events.TYPES), now, allow_private=True)
     events.record(session, events.EMAIL_BOUNCED, {"person_id": 1}, now=now)
     session.commit()
     when, gaps = now, []
@@ -200,7 +206,7 @@ def test_bad_endpoints_are_refused_with_reasons(session, now):
 def test_with_redis_down_the_clocks_tick_sends_them(session, allowed):
     settings, now = allowed, utcnow()  # the worker's job runs at the real time
     down = dataclasses.replace(settings, redis_url="redis://127.0.0.1:2899/0")  # nobody there
-    _, secret = webhooks.add_endpoint(session, URL, [events.EMAIL_BOUNCED], now)
+    _, secret = webhooks.add_endpoint(session, URL, [events.EMAIL_BOUNCED], now, allow_private=True)
     events.record(session, events.EMAIL_BOUNCED, {"person_id": 5}, now=now)
     session.commit()
     assert webhooks.kick_if_subscribed(session, down) is False  # logged, not raised

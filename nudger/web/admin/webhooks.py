@@ -42,6 +42,7 @@ def add():
             clock(),
             description=request.form.get("description", "").strip(),
             actor=actor(),
+            allow_private=settings().webhook_allow_private,
         )
     except webhooks.BadEndpoint as e:
         db().rollback()
