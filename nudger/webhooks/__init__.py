@@ -122,6 +122,12 @@ def list_endpoints(session: Session) -> list[WebhookEndpoint]:
     return list(session.exec(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
 
 
+def disabled_endpoints(session: Session) -> list[WebhookEndpoint]:
+    """Return the endpoints turned off after failing, for the console's banner."""
+    query = select(WebhookEndpoint).where(WebhookEndpoint.enabled == false())
+    return list(session.exec(query.order_by(WebhookEndpoint.id)))
+
+
 def endpoint_json(endpoint: WebhookEndpoint) -> dict:
     """What `nudger webhooks list --json` and the console say of an endpoint (never the secret)."""
     return {

@@ -19,7 +19,7 @@ from nudger.models import AuditLog, Outbox, WebhookAttempt, WebhookDelivery, Web
 from nudger.queue import DEFAULT_QUEUE, queue, redis_connection
 from nudger.tick.run import tick
 from nudger.webhooks import delivery, safety
-from tests.adminkit import make_admin
+from tests.adminkit import admin_app, make_admin, sign_in
 from tests.pagekit import SEND, csrf_token, learner_with_first_step, live_server
 from tests.webhooks.kit import RECEIVER_PORT, receiver
 
@@ -170,6 +170,11 @@ def test_an_endpoint_failing_for_a_day_is_disabled_and_admins_told(session, allo
     notice = session.exec(select(Outbox).where(Outbox.kind == "webhook-disabled")).one()
     assert notice.to_email == "admin@example.com"
     assert session.exec(select(AuditLog).where(AuditLog.action == "webhook.disabled")).one()
+    client = admin_app(settings, when).test_client()
+    sign_in(client)
+    for page in ("/admin/", "/admin/webhooks"):
+        html = client.get(page).get_data(as_text=True)
+        assert "disabled" in html and URL in html, page  # the console's banner
     # Disabled: nothing more is sent until it is enabled again.
     assert delivery.due(session, when + timedelta(days=2)) == []
     webhooks.enable_endpoint(session, endpoint.id, when)

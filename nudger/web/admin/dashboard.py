@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from sqlmodel import select
 
+from nudger import webhooks
 from nudger.insights import charts, dashboard, ledger
 from nudger.insights.reports import progress
 from nudger.measure.panel import RATING_HEADER, behaviour_panel, rating_rows
@@ -71,6 +72,7 @@ def index():
         panel=panel,
         last_tick=last_tick,
         clock_late=ledger.clock_late(last_tick, now),
+        disabled_webhooks=webhooks.disabled_endpoints(session),
         now=now,
     )
 
