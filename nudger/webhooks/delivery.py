@@ -9,6 +9,7 @@ a lease that runs out, and the row is sent again with the same `webhook-id`.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, update
@@ -42,6 +43,8 @@ LEASE = timedelta(minutes=2)
 RUN_LIMIT = 200  # deliveries per run: a run is one RQ job, bounded in time
 
 DISABLED_KIND = "webhook-disabled"
+
+log = logging.getLogger(__name__)
 
 
 def due(session: Session, now: datetime, limit: int = RUN_LIMIT) -> list[int]:
@@ -117,15 +120,22 @@ def send_one(session: Session, settings: Settings, delivery_id: int, now: dateti
     event = session.get(Event, delivery.event_id)
     endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery.endpoint_id else None
     session.commit()  # no transaction stays open across the request
-    if delivery.target == "xapi":
-        answer = xapi.send(session, settings, delivery, event)
-    elif endpoint is None:
-        answer = Answer(None, "the endpoint was removed", 0)
-    else:
-        # Signed at the real time of sending: receivers reject a timestamp far from their clock.
-        body, headers = webhook_request(endpoint, delivery, event, utcnow())
-        allow = settings.webhook_allow_private
-        answer = post(endpoint.url, body, headers, allow_private=allow)
+    try:
+        if delivery.target == "xapi":
+            answer = xapi.send(session, settings, delivery, event)
+        elif endpoint is None:
+            answer = Answer(None, "the endpoint was removed", 0)
+        else:
+            # Signed at the real time of sending: receivers reject a timestamp far off theirs.
+            body, headers = webhook_request(endpoint, delivery, event, utcnow())
+            allow = settings.webhook_allow_private
+            answer = post(endpoint.url, body, headers, allow_private=allow)
+    except Exception as e:
+        # Recorded as a failed attempt, so it backs off and gives up like any other
+        # instead of coming back at every lease forever.
+        log.exception("could not build delivery %s", delivery.id)
+        session.rollback()
+        answer = Answer(None, f"could not build the request: {type(e).__name__}", 0)
     return record_outcome(session, settings, delivery, endpoint, answer, now)
 
 

@@ -224,3 +224,15 @@ def test_with_redis_down_the_clocks_tick_sends_them(session, allowed):
         assert got.arrived.wait(10)
     [payload] = verified(got, secret)
     assert payload["data"] == {"person_id": 5}
+
+
+def test_a_delivery_that_cannot_be_built_backs_off_like_a_failure(session, allowed, now):
+    endpoint, _ = webhooks.add_endpoint(session, URL, list(events.TYPES), now, allow_private=True)
+    endpoint.secret = "whsec_"  # broken by hand in the database: nothing to sign with
+    session.add(endpoint)
+    events.record(session, events.EMAIL_BOUNCED, {"person_id": 1}, now=now)
+    session.commit()
+    counts = delivery.run(session.get_bind(), allowed, now)
+    assert counts["retrying"] == 1
+    attempt = session.exec(select(WebhookAttempt)).one()
+    assert attempt.error == "could not build the request: EmptyWebhookSecretError"
