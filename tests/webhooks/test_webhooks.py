@@ -6,6 +6,8 @@ import dataclasses
 import json
 import time
 from datetime import timedelta
+from email import message_from_bytes
+from email.policy import default as default_policy
 
 import httpx
 import pytest
@@ -15,7 +17,15 @@ from standardwebhooks.webhooks import Webhook
 
 from nudger import events, tokens, webhooks
 from nudger.db import utcnow
-from nudger.models import AuditLog, Outbox, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from nudger.models import (
+    AuditLog,
+    CapturedMail,
+    Outbox,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from nudger.outbox.sending import send_batch
 from nudger.queue import DEFAULT_QUEUE, queue, redis_connection
 from nudger.tick.run import tick
 from nudger.webhooks import delivery, safety
@@ -169,6 +179,11 @@ def test_an_endpoint_failing_for_a_day_is_disabled_and_admins_told(session, allo
     assert not endpoint.enabled and "failed for 24 hours" in endpoint.disabled_reason
     notice = session.exec(select(Outbox).where(Outbox.kind == "webhook-disabled")).one()
     assert notice.to_email == "admin@example.com"
+    send_batch(engine, settings, [notice.id])
+    mail = session.exec(select(CapturedMail)).one()
+    assert mail.subject == f"Webhook endpoint disabled: {URL}"
+    text = message_from_bytes(mail.raw, policy=default_policy).get_body(("plain",)).get_content()
+    assert "every delivery failed for 24 hours" in text and "nudger webhooks enable 1" in text
     assert session.exec(select(AuditLog).where(AuditLog.action == "webhook.disabled")).one()
     client = admin_app(settings, when).test_client()
     sign_in(client)
