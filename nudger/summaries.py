@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from nudger import wording
+
 
 def plural(count: int, one: str, many: str | None = None) -> str:
     """Return '1 email', '2 emails'."""
@@ -19,6 +21,12 @@ TICK_TALLIES = {
     "reenqueued",
     "requeued",
     "inbound_requeued",
+    "webhooks",
+    "pruned",
+    "checkins_planned",
+    "checkin_reminders",
+    "checkins_skipped",
+    "checkins_no_manager",
 }
 
 
@@ -40,6 +48,12 @@ def describe_tick(now: datetime, counts: dict[str, int], enqueued: bool) -> str:
         what = f"no new email ({enrolments} due)"
     if counts.get("escalations"):
         what += f"; {plural(counts['escalations'], 'overdue step')} escalated to managers"
+    if counts.get("webhooks"):
+        what += "; " + wording.count(
+            counts["webhooks"],
+            "%(num)d webhook or xAPI delivery to make",
+            "%(num)d webhook or xAPI deliveries to make",
+        )
     again, taken_back = counts.get("reenqueued", 0), counts.get("requeued", 0)
     stopped = f"{plural(taken_back, 'email')} taken back from a worker that stopped sending"
     if not enqueued:

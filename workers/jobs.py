@@ -59,3 +59,12 @@ def process_inbound(inbound_id: int) -> str | None:
     settings, engine = runtime()
     with Session(engine, expire_on_commit=False) as session:
         return process(session, settings, inbound_id, utcnow())
+
+
+def deliver_webhooks() -> dict[str, int]:
+    """Fan new events out to webhook endpoints and the LRS, then send what is due."""
+    from nudger.db import utcnow
+    from nudger.webhooks.delivery import run
+
+    settings, engine = runtime()
+    return run(engine, settings, utcnow())

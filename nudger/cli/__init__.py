@@ -2,8 +2,9 @@
 
 Exit codes: 0 success, 1 input rejected (nothing written), 2 usage error.
 The commands live by what they are for: `setup` (schema, journeys, learners,
-admins), `processes` (tick, worker, clock, web, demo), `people` (reports,
-ratings, enrolment changes, erasure) and `tokens` (the REST API's tokens);
+admins), `processes` (tick, worker, clock, web, demo, inbound), `people`
+(reports, ratings, enrolment changes, erasure), `tokens` (the REST API's
+tokens) and `integrations` (webhooks);
 `common` is what they share.
 """
 
@@ -13,7 +14,7 @@ import logging
 
 import click
 
-from nudger.cli import people, processes, setup, tokens
+from nudger.cli import integrations, people, processes, setup, tokens
 from nudger.cli.common import NudgerGroup
 
 
@@ -45,5 +46,6 @@ for command in (
     people.erase,
     people.prune,
     tokens.api_token,
+    integrations.webhooks,
 ):
     main.add_command(command)

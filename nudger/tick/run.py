@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import case, update
 from sqlmodel import Session, select
 
-from nudger import events, outbox
+from nudger import events, outbox, webhooks
 from nudger.bulk import among, insert_ignoring, update_by_id
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
@@ -38,6 +38,7 @@ from nudger.tick.state import (
     OpenStep,
     TickContext,
 )
+from nudger.webhooks import delivery as webhook_delivery
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,9 @@ def tick(
         )
         if pruned.total:
             ctx.counts["pruned"] = pruned.total
+    dispatched = webhooks.dispatch(session, settings, now)
+    if dispatched:
+        ctx.counts["webhooks"] = dispatched
     stale = stale_pending(session, now)
     ids = sorted(set(ctx.new_outbox_ids + stale))
     enqueued = enqueue and outbox.enqueue_committed(session, settings, ids, now)
@@ -90,6 +94,9 @@ def tick(
         waiting = inbound_processing.pending(session, now - REENQUEUE_AFTER)
         if waiting:
             ctx.counts["inbound_requeued"] = _requeue_inbound(settings, waiting)
+    # Webhook and xAPI deliveries due (new, retries, or a job lost while Redis was down).
+    if enqueue and webhook_delivery.due(session, now, limit=1):
+        webhooks.kick(settings)
     counts = {k: int(v) for k, v in sorted(ctx.counts.items())}
     session.add(
         TickRun(now=now, duration_ms=int((timer.perf_counter() - started) * 1000), counts=counts)

@@ -18,7 +18,7 @@ from flask import (
     url_for,
 )
 
-from nudger import tokens
+from nudger import tokens, webhooks
 from nudger.insights.timeline import timeline
 from nudger.mail.render import format_when
 from nudger.measure.progress import learner_progress
@@ -111,6 +111,8 @@ def done_submit(token: str):
         session, result.step.id, result.enrolment.journey_id, at, not result.already_done
     )
     session.commit()
+    if not result.already_done:
+        webhooks.kick_if_subscribed(session, settings())
     still_open = [e for e in line.entries if e.open and e.es.id != es_id]
     return render_template(
         "done_complete.html",
@@ -163,6 +165,8 @@ def me_done(token: str, es_id: int):
         db().commit()  # the hit
         return _closed()
     db().commit()  # the hit, when the step was already done
+    if not result.already_done:
+        webhooks.kick_if_subscribed(db(), settings())
     if result.awaiting_manager:
         flash(f"Thanks: your manager will confirm “{result.step.title}”.")
     else:

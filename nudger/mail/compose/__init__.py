@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from sqlmodel import Session
 
 from nudger.config import Settings
-from nudger.mail.compose import checkins, followups, invites, links, samples, steps
+from nudger.mail.compose import checkins, followups, invites, links, samples, steps, webhooks
 from nudger.models import Outbox
 
 Composer = Callable[[Session, Settings, Outbox, datetime], EmailMessage | None]
@@ -28,6 +28,7 @@ COMPOSERS: dict[str, Composer] = {
     "invite-cancel": invites.compose_invite_cancel,
     "links": links.compose_links,
     "checkin": checkins.compose_checkin,
+    "webhook-disabled": webhooks.compose_webhook_disabled,
     "test": samples.compose_test,  # a journey's sample email, so it has no template of its own
 }
 

@@ -14,11 +14,12 @@ from nudger.web.admin import (
     mail,
     tokens,
     upload,
+    webhooks,
 )
 
 # Nested once, when the console is first imported: a blueprint cannot change
 # after an app has registered it, and every test builds its own app.
-for _page in (auth, dashboard, enrolments, inbound, journeys, mail, tokens, upload):
+for _page in (auth, dashboard, enrolments, inbound, journeys, mail, tokens, upload, webhooks):
     console.bp.register_blueprint(_page.bp)
 
 

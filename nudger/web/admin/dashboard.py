@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from sqlmodel import select
 
+from nudger import webhooks
 from nudger.inbound import listing
 from nudger.insights import charts, dashboard, ledger
 from nudger.insights.reports import progress
@@ -73,6 +74,7 @@ def index():
         last_tick=last_tick,
         clock_late=ledger.clock_late(last_tick, now),
         undeliverable=listing.undeliverable_count(session),
+        disabled_webhooks=webhooks.disabled_endpoints(session),
         now=now,
     )
 
