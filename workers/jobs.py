@@ -53,12 +53,16 @@ def process_inbound(inbound_id: int) -> str | None:
     """Act on one stored inbound message (a reply, a bounce), once."""
     from sqlmodel import Session
 
+    from nudger import webhooks
     from nudger.db import utcnow
     from nudger.inbound.processing import process
 
     settings, engine = runtime()
     with Session(engine, expire_on_commit=False) as session:
-        return process(session, settings, inbound_id, utcnow())
+        outcome = process(session, settings, inbound_id, utcnow())
+        if outcome:  # it may have completed steps or recorded a bounce: events to deliver
+            webhooks.kick_if_subscribed(session, settings)
+        return outcome
 
 
 def deliver_webhooks() -> dict[str, int]:

@@ -16,6 +16,7 @@ from flufl.bounce import all_failures
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from nudger import events
 from nudger.audit import record
 from nudger.models import InboundMessage, Outbox, Person
 
@@ -114,6 +115,15 @@ def record_bounce(
     row.state = "bounced"
     row.last_error = f"{bounce.status} {bounce.diagnostic}".strip()[:4000]
     session.add(row)
+    events.record(
+        session,
+        events.EMAIL_BOUNCED,
+        {"outbox_id": row.id, "kind": row.kind, "person_id": row.person_id,
+         "status": bounce.status, "permanent": bounce.permanent},
+        now=now,
+        enrolment_id=row.enrolment_id,
+        key=f"email.bounced:{row.id}",
+    )  # fmt: skip
     inbound.status = bounce.status
     person = session.get(Person, row.person_id) if row.person_id else None
     if person is None:

@@ -19,11 +19,7 @@ from sqlmodel import Session, select
 
 from nudger.config import Settings
 from nudger.insights.ledger import _bounced, last_tick
-from nudger.models import Outbox, WebhookDelivery
-
-# Features with tables of their own add a function here that yields their metrics
-# (inbound mail, once it is stored): `(session, now) -> iterator of metric families`.
-EXTRA: list[Callable[[Session, datetime], Iterator[Metric]]] = []
+from nudger.models import InboundMessage, Outbox, Person, WebhookDelivery
 
 
 def email_outcomes(session: Session) -> Iterator[Metric]:
@@ -119,10 +115,27 @@ def webhook_deliveries(session: Session) -> Iterator[Metric]:
     yield family
 
 
-def inbound_messages(session: Session, now: datetime) -> Iterator[Metric]:
-    """Inbound mail (bounces, replies): no table holds it yet; its feature adds to EXTRA."""
-    for extra in EXTRA:
-        yield from extra(session, now)
+def inbound_messages(session: Session) -> Iterator[Metric]:
+    """Mail received (replies, bounces, auto-replies) by kind and state, and who is unreachable."""
+    family = GaugeMetricFamily(
+        "nudger_inbound_messages", "Inbound messages by kind (reply, bounce, auto-reply, "
+        "unknown; empty until acted on) and state (received, done)", labels=["kind", "state"],
+    )  # fmt: skip
+    rows = session.exec(
+        select(InboundMessage.kind, InboundMessage.state, func.count()).group_by(
+            InboundMessage.kind, InboundMessage.state
+        )
+    )
+    for kind, state, count in rows:
+        family.add_metric([kind, state], count)
+    yield family
+    unreachable = session.scalar(
+        select(func.count(Person.id)).where(Person.undeliverable_at.is_not(None))
+    )
+    yield GaugeMetricFamily(
+        "nudger_undeliverable_people", "People whose address bounced: nothing is sent to them",
+        value=unreachable or 0,
+    )  # fmt: skip
 
 
 class NudgerCollector(Collector):
@@ -138,5 +151,5 @@ class NudgerCollector(Collector):
             yield from backlog(session, now)
             yield from tick_figures(session, now)
             yield from webhook_deliveries(session)
-            yield from inbound_messages(session, now)
+            yield from inbound_messages(session)
         yield from queue_figures(self.settings)

@@ -8,8 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlmodel import func, select
 
+from nudger import webhooks
 from nudger.api.access import list_tokens, revoke_token
 from nudger.models import AuditLog, Enrolment, EnrolmentStep, Person
+from nudger.queue import DEFAULT_QUEUE, queue
 from tests.api.apikit import bearer, get, make_token, post
 from tests.factories import make_enrolment, make_journey, make_person
 from tests.pagekit import app_for, learner_with_first_step
@@ -286,3 +288,20 @@ def test_a_form_body_is_415_and_a_badly_shaped_item_is_named(client, session, no
     assert answer.status_code == 422 and answer.mimetype == PROBLEM
     errors = {(e["item"], e["field"]) for e in answer.get_json()["errors"]}
     assert errors == {(1, "journey"), (2, "age")}
+
+
+def test_a_completion_through_the_api_starts_a_webhook_delivery_at_once(
+    settings, engine, session, now
+):
+    _person, enrolment, _first = learner_with_first_step(session, settings, now)
+    webhooks.add_endpoint(session, "https://hr.example.com/hook", ["step.completed"], now)
+    deliveries = queue(settings, DEFAULT_QUEUE)
+    deliveries.empty()
+    client = app_for(settings, now + timedelta(hours=3)).test_client()
+    token = make_token(session, now)
+    path = f"/api/v1/enrolments/{enrolment.id}/steps/read/complete"
+    assert post(client, token, path).status_code == 200
+    # the delivery run is queued now, not at the next tick
+    assert [job.func_name for job in deliveries.get_jobs()] == ["workers.jobs.deliver_webhooks"]
+    assert post(client, token, "/api/v1/enrolments/999/pause").status_code == 404
+    assert len(deliveries.get_jobs()) == 1  # a refused write queues nothing

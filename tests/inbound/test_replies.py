@@ -16,6 +16,7 @@ from nudger.models import (
     AuditLog,
     Checkin,
     EnrolmentStep,
+    Event,
     InboundMessage,
     Outbox,
     Person,
@@ -179,6 +180,10 @@ def test_a_permanent_bounce_in_each_servers_format_makes_the_address_undeliverab
     assert session.get(Person, sent.learner.id).undeliverable_reason.startswith(status)
     inbound = session.exec(select(InboundMessage)).one()
     assert (inbound.kind, inbound.status) == ("bounce", status)
+    bounced = session.exec(select(Event).where(Event.type == "email.bounced")).one()
+    assert bounced.enrolment_id == sent.row.enrolment_id
+    assert bounced.data == {"outbox_id": sent.row.id, "kind": "step", "status": status,
+                            "permanent": True, "person_id": sent.learner.id}  # fmt: skip
 
 
 def test_three_temporary_failures_within_a_week_make_the_address_undeliverable(

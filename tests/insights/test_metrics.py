@@ -10,7 +10,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 from sqlmodel import select
 
-from nudger.models import Event, Outbox, TickRun, WebhookDelivery, WebhookEndpoint
+from nudger.models import (
+    Event,
+    InboundMessage,
+    Outbox,
+    Person,
+    TickRun,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from nudger.outbox import add
 from tests.pagekit import SEND, app_for, learner_with_first_step
 
@@ -88,3 +96,22 @@ def test_a_clock_that_never_ticked_is_infinitely_late(settings, engine, now):
     assert math.isinf(samples["nudger_tick_seconds_since_last"][0].value)
     assert samples["nudger_tick_duration_seconds"] == []
     assert samples["nudger_outbox_backlog"][0].value == 0
+
+
+def test_inbound_mail_is_counted_by_kind_and_state_with_the_unreachable(
+    settings, engine, session, now
+):
+    _, enrolment, _ = learner_with_first_step(session, settings, now)
+    for i, (kind, state) in enumerate([("reply", "done"), ("bounce", "done"),
+                                       ("bounce", "done"), ("", "received")]):  # fmt: skip
+        session.add(InboundMessage(message_key=f"<m{i}@example.com>", kind=kind, state=state,
+                                   raw=b"", received_at=now))  # fmt: skip
+    learner = session.get(Person, enrolment.person_id)
+    learner.undeliverable_at = now
+    session.add(learner)
+    session.commit()
+    samples = _scrape(settings, now + SEND)
+    found = {(s.labels["kind"], s.labels["state"]): s.value
+             for s in samples["nudger_inbound_messages"]}  # fmt: skip
+    assert found == {("reply", "done"): 1, ("bounce", "done"): 2, ("", "received"): 1}
+    assert samples["nudger_undeliverable_people"][0].value == 1

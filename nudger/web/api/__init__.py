@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from nudger import webhooks
 from nudger.api.access import Caller, authenticate
 from nudger.api.quotas import ApiLimiter, Verdict
 from nudger.db import utcnow
@@ -117,6 +118,15 @@ def rate_headers(response):
     if verdict is not None:
         for name, value in verdict.headers().items():
             response.headers.setdefault(name, value)
+    return response
+
+
+@bp.after_request
+def deliver_soon(response):
+    # A write that succeeded committed its events (enrolment.created, step.completed):
+    # subscribers hear now rather than at the next tick.
+    if request.method == "POST" and response.status_code < 300:
+        webhooks.kick_if_subscribed(db(), settings())
     return response
 
 
