@@ -7,9 +7,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from sqlalchemy import DateTime, event, insert
+from sqlalchemy import BigInteger, DateTime, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, create_engine
 
@@ -79,3 +81,25 @@ def upsert_ignore(session: Session, table, index_elements: list[str]):
 def utcnow() -> datetime:
     """Return the current time, aware, in UTC."""
     return datetime.now(UTC)
+
+
+class current_txid(FunctionElement):
+    """The id of the transaction writing the row (PostgreSQL); NULL elsewhere.
+
+    A server default for rows read in commit-safe order: on PostgreSQL ids are
+    handed out when a transaction writes, not when it commits, so a reader that
+    pages by id alone can pass an id a slower transaction commits later.
+    """
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(current_txid)
+def _no_txid(element, compiler, **kw) -> str:
+    return "NULL"  # SQLite has one writer at a time: ids are already in commit order
+
+
+@compiles(current_txid, "postgresql")
+def _pg_txid(element, compiler, **kw) -> str:
+    return "((pg_current_xact_id())::text)::bigint"

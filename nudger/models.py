@@ -10,10 +10,20 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint, false, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
-from nudger.db import UTCDateTime, utcnow
+from nudger.db import UTCDateTime, current_txid, utcnow
 
 
 def _ts(**kw: Any) -> Any:
@@ -418,9 +428,15 @@ class Event(SQLModel, table=True):
             sqlite_where=text("dispatched = 0"),
             postgresql_where=text("NOT dispatched"),
         ),
+        Index("ix_event_txid", "txid", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    # The writing transaction (PostgreSQL; NULL on SQLite): the feed reads in (txid, id)
+    # order, up to the oldest transaction still running (nudger.events.after).
+    txid: int | None = Field(
+        default=None, sa_column=Column(BigInteger, server_default=current_txid(), nullable=True)
+    )
     type: str = Field(max_length=40, index=True)  # "step.completed", see nudger.events.TYPES
     occurred_at: datetime = _ts()
     enrolment_id: int | None = Field(default=None, foreign_key="enrolment.id", index=True)

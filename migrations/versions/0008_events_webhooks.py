@@ -23,6 +23,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table('event',
     sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('txid', sa.BigInteger(), server_default=nudger.db.current_txid(), nullable=True),
     sa.Column('type', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('occurred_at', nudger.db.UTCDateTime(), nullable=False),
     sa.Column('enrolment_id', sa.Integer(), nullable=True),
@@ -35,6 +36,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('event', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_event_type'), ['type'], unique=False)
+        batch_op.create_index('ix_event_txid', ['txid', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_event_enrolment_id'), ['enrolment_id'], unique=False)
         batch_op.create_index('ix_event_undispatched', ['id'], unique=False,
             sqlite_where=sa.text('dispatched = 0'), postgresql_where=sa.text('NOT dispatched'))

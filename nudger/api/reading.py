@@ -137,10 +137,10 @@ def enrolment(session: Session, enrolment_id: int, now: datetime) -> EnrolmentDe
 
 def events(session: Session, q: EventQuery) -> EventPage:
     """Return the events after the cursor, oldest first, and the cursor to read on from."""
-    rows = event_log.after(session, q.after, q.limit, [q.type] if q.type else None)
+    rows, next_cursor = event_log.after(session, q.after, q.limit, [q.type] if q.type else None)
     items = [
-        EventOut(id=e.id, type=e.type, occurred_at=e.occurred_at, enrolment_id=e.enrolment_id,
-                 data=e.data)
+        EventOut(id=e.id, cursor=event_log.cursor_of(e), type=e.type, occurred_at=e.occurred_at,
+                 enrolment_id=e.enrolment_id, data=e.data)
         for e in rows
     ]  # fmt: skip
-    return EventPage(items=items, next_cursor=rows[-1].id if rows else q.after)
+    return EventPage(items=items, next_cursor=next_cursor)

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nudger.events import CURSOR_PATTERN
+
 
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -235,13 +237,17 @@ class EventQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    after: int = Field(default=0, ge=0, le=2**31 - 1, description="the last event id you have")
+    after: str = Field(
+        default="0", pattern=CURSOR_PATTERN, max_length=30,
+        description="the `next_cursor` (or an item's `cursor`) you read up to; 0: from the start",
+    )  # fmt: skip
     type: EventType | None = Field(default=None, description="only events of this type")
     limit: int = Field(default=100, ge=1, le=1000)
 
 
 class EventOut(_Out):
     id: int
+    cursor: str = Field(description="pass as `after` to read on from this event")
     type: str
     occurred_at: datetime
     enrolment_id: int | None
@@ -250,4 +256,4 @@ class EventOut(_Out):
 
 class EventPage(_Out):
     items: list[EventOut]
-    next_cursor: int = Field(description="pass as `after` next time (the same when none came)")
+    next_cursor: str = Field(description="pass as `after` next time (the same when none came)")

@@ -12,10 +12,12 @@ so erasing a person's personal data leaves nothing to erase here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import text, tuple_
 from sqlmodel import Session, select
 
 from nudger.bulk import insert_all, insert_ignoring
@@ -102,17 +104,48 @@ def record_many(
     insert_ignoring(session, Event.__table__, keyed, ("key",), ("id",))
 
 
-def after(
-    session: Session, cursor: int, limit: int = 100, types: Sequence[str] | None = None
-) -> list[Event]:
-    """Return up to `limit` events written after the event `cursor`, oldest first.
+#: a feed cursor: "" or "0" (the start), "ID" (SQLite) or "TXID.ID" (PostgreSQL)
+CURSOR_PATTERN = r"^(0|[1-9][0-9]{0,18}(\.[1-9][0-9]{0,9})?)?$"
+_CURSOR = re.compile(CURSOR_PATTERN)
 
-    Ids are handed out when a transaction writes, not when it commits: a long
-    transaction (a large import) may commit ids below events already read.
-    A reader that must see every event re-reads a short window behind its
-    cursor, or takes only events older than its longest transaction.
+
+class BadCursor(ValueError):
+    """A cursor this feed did not hand out."""
+
+
+def cursor_of(event: Event) -> str:
+    """The cursor that reads on from `event`."""
+    return f"{event.txid}.{event.id}" if event.txid is not None else str(event.id)
+
+
+def after(
+    session: Session, cursor: str = "", limit: int = 100, types: Sequence[str] | None = None
+) -> tuple[list[Event], str]:
+    """Return up to `limit` events after `cursor`, and the cursor to read on from.
+
+    Every event is listed exactly once, in an order no later commit can change.
+    SQLite has one writer at a time, so ids are handed out in commit order. On
+    PostgreSQL an id is handed out when a transaction writes, not when it
+    commits, so a long transaction (a large import) could commit ids below events
+    already read: there events are read in (transaction id, id) order, and only
+    those of transactions older than the oldest one still running, whose rows can
+    no longer change. A transaction left open holds the feed back until it ends.
     """
-    query = select(Event).where(Event.id > cursor).order_by(Event.id).limit(limit)
+    if not _CURSOR.match(cursor):
+        raise BadCursor(cursor)
+    txid, _, last = cursor.rpartition(".") if "." in cursor else ("", "", cursor or "0")
+    query = select(Event).limit(limit)
     if types:
         query = query.where(Event.type.in_(list(types)))
-    return list(session.exec(query))
+    if session.get_bind().dialect.name == "postgresql":
+        horizon = session.scalar(
+            text("SELECT ((pg_snapshot_xmin(pg_current_snapshot()))::text)::bigint")
+        )
+        query = query.where(
+            Event.txid < horizon,
+            tuple_(Event.txid, Event.id) > tuple_(int(txid or 0), int(last)),
+        ).order_by(Event.txid, Event.id)
+    else:
+        query = query.where(Event.id > int(last)).order_by(Event.id)
+    rows = list(session.exec(query))
+    return rows, cursor_of(rows[-1]) if rows else (cursor or "0")

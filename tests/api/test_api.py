@@ -70,6 +70,7 @@ def test_tokens_are_kept_only_as_hashes(session, now):
         ("delete", "/api/v1/journeys", 405),
         ("get", "/api/v1/enrolments?limit=9999", 422),
         ("get", "/api/v1/enrolments?cursor=abc", 422),
+        ("get", "/api/v1/events?after=1.x", 422),
         ("get", "/api/v1/enrolments?colour=red", 422),
     ],
 )

@@ -15,6 +15,7 @@ from nudger.models import EnrolmentStep, Event
 from nudger.progress import complete_step
 from nudger.roster import import_roster
 from nudger.tick.run import tick
+from tests.conftest import TEST_DATABASE_URL
 from tests.factories import make_enrolment, make_journey, make_person
 from tests.measure.kit import checkins, make_measured_journey
 
@@ -123,7 +124,34 @@ def test_after_reads_from_a_cursor_in_order(session, now):
     for i in range(5):
         events.record(session, events.EMAIL_BOUNCED, {"n": i}, now=now)
     session.commit()
-    first = events.after(session, 0, limit=2)
+    first, cursor = events.after(session, "0", limit=2)
     assert [e.data["n"] for e in first] == [0, 1]
-    rest = events.after(session, first[-1].id)
+    assert cursor == events.cursor_of(first[-1])
+    rest, cursor = events.after(session, cursor)
     assert [e.data["n"] for e in rest] == [2, 3, 4]
+    assert events.after(session, cursor) == ([], cursor)
+    with pytest.raises(events.BadCursor):
+        events.after(session, "1; DROP TABLE event")
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL.startswith("postgresql"), reason="PostgreSQL only")
+def test_a_cursor_never_passes_an_event_a_slower_transaction_commits_later(engine, now):
+    # On PostgreSQL the slower transaction takes the lower id, and the faster one
+    # commits first: paging by id alone would read 2, then never see 1.
+    slow, fast, reader = Session(engine), Session(engine), Session(engine)
+    try:
+        events.record(slow, events.EMAIL_BOUNCED, {"who": "slow"}, now=now)
+        slow.flush()
+        events.record(fast, events.EMAIL_BOUNCED, {"who": "fast"}, now=now)
+        fast.commit()
+        seen, cursor = events.after(reader, "0")
+        reader.commit()
+        assert seen == []  # held back while an older transaction is still writing
+        slow.commit()
+        seen, cursor = events.after(reader, cursor)
+        assert [e.data["who"] for e in seen] == ["slow", "fast"]
+        reader.commit()
+        assert events.after(reader, cursor)[0] == []
+    finally:
+        for s in (slow, fast, reader):
+            s.close()

@@ -147,8 +147,8 @@ def events():
 
     Poll with `after` set to the last `next_cursor`. Event types: enrolment.created, step.sent,
     step.completed, step.overdue, escalation.raised, enrolment.completed, rating.recorded,
-    email.bounced. An event's id is given when its change is written and it is listed once that
-    change commits, so a long change (a large import) can list events below a cursor already
-    passed: a reader that must see every event re-reads a short way back and skips ids it has.
+    email.bounced. Every event is listed exactly once, in an order no later commit changes: an
+    event is listed once every change that began before it has committed, so a cursor never
+    passes an event still being written. The cursor is opaque: keep the last `next_cursor`.
     """
     return reading.events(db(), request.context.query)
