@@ -153,6 +153,15 @@ class EnrolmentStep(SQLModel, table=True):
             sqlite_where=text("status = 'sent'"),
             postgresql_where=text("status = 'sent'"),
         ),
+        # The notes a step's later learners may read: only the few that were offered are
+        # indexed, newest first per step, so a done page never reads the step's whole history.
+        Index(
+            "ix_enrolmentstep_shared_notes",
+            "step_id",
+            "done_at",
+            sqlite_where=text("note_for_others = 1"),
+            postgresql_where=text("note_for_others"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -163,7 +172,10 @@ class EnrolmentStep(SQLModel, table=True):
     due_at: datetime | None = _ts(default=None)
     done_at: datetime | None = _ts(default=None)
     note: str | None = Field(default=None, sa_column=Column(Text))
-    note_shared: bool = True
+    note_shared: bool = True  # with the learner's manager
+    # Offered to the people who do this step later (without a name); off unless ticked.
+    note_for_others: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    note_hidden_at: datetime | None = _ts(default=None)  # an admin hid the offered note
     awaiting_confirmation: bool = False  # learner says done, manager has not confirmed
     confirmed_by_id: int | None = Field(default=None, foreign_key="person.id")
     invite_sequence: int = 0

@@ -164,8 +164,12 @@ def test_a_learner_can_do_it_all_with_the_keyboard(settings, session, engine, no
                     break
             assert page.evaluate("document.activeElement.id") == "note-step"
             page.keyboard.type("Tried it by keyboard.")
-            # Onward to the button: the share box first, then "Mark as done".
+            # Onward to the button: the two share boxes first, then "Mark as done".
             page.keyboard.press("Tab")
+            page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement.id") == "later-step"
+            page.keyboard.press("Space")  # offer the note to the people who do the step later
+            assert page.is_checked("#later-step")
             page.keyboard.press("Tab")
             assert page.evaluate("document.activeElement.textContent") == "Mark as done"
             outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
@@ -173,7 +177,8 @@ def test_a_learner_can_do_it_all_with_the_keyboard(settings, session, engine, no
             page.keyboard.press("Enter")
             page.wait_for_load_state()
             assert "Done:" in page.inner_text("h1")
-    assert sent_steps(session, enrolment)["read-sbi"].note == "Tried it by keyboard."
+    done = sent_steps(session, enrolment)["read-sbi"]
+    assert (done.note, done.note_for_others) == ("Tried it by keyboard.", True)
 
 
 def test_a_manager_confirms_a_feedback_step(settings, session, engine, now):
