@@ -340,6 +340,13 @@ class Checkin(SQLModel, table=True):
             sqlite_where=text("remind_at IS NOT NULL"),
             postgresql_where=text("remind_at IS NOT NULL"),
         ),
+        # A manager's unanswered check-ins waiting for their next digest: only those.
+        Index(
+            "ix_checkin_digest",
+            "digest_at",
+            sqlite_where=text("digest_at IS NOT NULL"),
+            postgresql_where=text("digest_at IS NOT NULL"),
+        ),
         # Response rates per journey and checkpoint, from the index alone.
         Index("ix_checkin_rates", "journey_id", "checkpoint", "rater", "state", "answered_at"),
     )
@@ -357,6 +364,9 @@ class Checkin(SQLModel, table=True):
     closes_at: datetime | None = _ts(default=None)
     remind_at: datetime | None = _ts(default=None)  # cleared once reminded or answered
     reminded_at: datetime | None = _ts(default=None)
+    # Since when a manager's unanswered check-in waits for their next digest (their one
+    # follow-up); cleared when a digest carries it or it is answered.
+    digest_at: datetime | None = _ts(default=None)
     answered_at: datetime | None = _ts(default=None)
 
 

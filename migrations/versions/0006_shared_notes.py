@@ -1,4 +1,5 @@
-"""shared step notes: a note offered to later learners, and an admin's hiding of it
+"""shared step notes: a note offered to later learners, and an admin's hiding of it;
+a manager's unanswered check-ins waiting for their next digest
 
 Revision ID: 0006_shared_notes
 Revises: 0005_ratings
@@ -31,9 +32,23 @@ def upgrade() -> None:
             sqlite_where=sa.text('note_for_others = 1'),
             postgresql_where=sa.text('note_for_others'),
         )
+    with op.batch_alter_table('checkin', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('digest_at', nudger.db.UTCDateTime(), nullable=True))
+        batch_op.create_index(
+            'ix_checkin_digest', ['digest_at'], unique=False,
+            sqlite_where=sa.text('digest_at IS NOT NULL'),
+            postgresql_where=sa.text('digest_at IS NOT NULL'),
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('checkin', schema=None) as batch_op:
+        batch_op.drop_index(
+            'ix_checkin_digest',
+            sqlite_where=sa.text('digest_at IS NOT NULL'),
+            postgresql_where=sa.text('digest_at IS NOT NULL'),
+        )
+        batch_op.drop_column('digest_at')
     with op.batch_alter_table('enrolmentstep', schema=None) as batch_op:
         batch_op.drop_index(
             'ix_enrolmentstep_shared_notes',

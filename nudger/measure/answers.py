@@ -133,7 +133,7 @@ def save_answers(
         page.answers.update(changed)
     if answers:
         checkin.answered_at = checkin.answered_at or now
-        checkin.remind_at = None
+        checkin.remind_at = checkin.digest_at = None
         session.add(checkin)
         record(
             session,
