@@ -418,6 +418,22 @@ class RatingSummary(SQLModel, table=True):
     improved: int = 0
 
 
+class RatingGap(SQLModel, table=True):
+    """How many people, rated by both themselves and their manager on one behaviour at one
+    checkpoint, had each difference (self minus manager), kept as ratings are saved."""
+
+    __table_args__ = (
+        UniqueConstraint("journey_id", "behaviour", "checkpoint_order", "difference"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int = Field(foreign_key="journey.id")
+    behaviour: str = Field(max_length=100)
+    checkpoint_order: int
+    difference: int  # -4 .. 4
+    count: int = 0
+
+
 class RatingCount(SQLModel, table=True):
     """How many answered each value (0: no chance to observe) per behaviour, rater, checkpoint."""
 
