@@ -174,8 +174,8 @@ def test_a_learner_can_do_it_all_with_the_keyboard(settings, session, engine, no
             assert page.evaluate("document.activeElement.textContent") == "Mark as done"
             outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
             assert outline == "solid"  # the keyboard focus is visible
-            page.keyboard.press("Enter")
-            page.wait_for_load_state()
+            with page.expect_navigation():
+                page.keyboard.press("Enter")
             assert "Done:" in page.inner_text("h1")
     done = sent_steps(session, enrolment)["read-sbi"]
     assert (done.note, done.note_for_others) == ("Tried it by keyboard.", True)
