@@ -10,9 +10,18 @@ from nudger import tokens
 from nudger.models import AuditLog, EnrolmentStep
 from nudger.privacy.erasure import erase_person
 from nudger.tick.run import tick
-from tests.adminkit import admin_app, make_admin, post, redis, sign_in
+from tests.adminkit import PASSWORD, admin_app, make_admin, post, redis, sign_in
 from tests.factories import make_enrolment, make_journey, make_person
-from tests.pagekit import SEND, app_for, csrf_token, fresh, sent_steps
+from tests.pagekit import (
+    SEND,
+    app_for,
+    assert_accessible,
+    chromium,
+    csrf_token,
+    fresh,
+    live_server,
+    sent_steps,
+)
 
 __all__ = ["redis"]
 
@@ -169,3 +178,25 @@ def test_erasing_a_person_removes_the_notes_they_offered(settings, session, now)
     erase_person(session, ada.id, actor="admin:test", now=now + SEND)
     assert fresh(session, ada_step).note is None
     assert "Words that go with their writer." not in client.get(done_url(settings, brian_step)).text
+
+
+def test_the_hide_button_works_with_the_keyboard_and_passes_axe(settings, session, now, redis):
+    (ada, ada_step), _ = cohort(session, settings, now, 2)
+    complete(app_for(settings, now + SEND).test_client(), settings, ada_step, "Worth sharing.")
+    make_admin(session, now)
+    with live_server(settings, now + SEND) as (base, _app), chromium() as browser:
+        page = browser.new_page()
+        page.goto(f"{base}/admin/login")
+        page.get_by_label("Email").fill("admin@example.com")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{base}/admin/")
+        page.goto(f"{base}/admin/people/{ada.id}")
+        hide = page.get_by_role("button", name="Hide the note on Read the one-pager")
+        assert_accessible(page)
+        hide.focus()
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert "The note is hidden from later learners." in page.inner_text("main")
+        assert page.get_by_role("button", name="Show the note on Read the one-pager").is_visible()
+    assert fresh(session, ada_step).note_hidden_at is not None
