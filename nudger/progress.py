@@ -224,6 +224,27 @@ def shared_notes(
     return list(rows)
 
 
+def offered_notes(
+    session: Session, journey_id: int, limit: int = 100
+) -> list[tuple[EnrolmentStep, Step, Person]]:
+    """Return the newest notes offered to later learners on a journey, hidden ones too,
+    with their step and writer (for admins, who may hide them)."""
+    rows = session.exec(
+        select(EnrolmentStep, Step, Person)
+        .join(Step, Step.id == EnrolmentStep.step_id)
+        .join(Enrolment, Enrolment.id == EnrolmentStep.enrolment_id)
+        .join(Person, Person.id == Enrolment.person_id)
+        .where(
+            Step.journey_id == journey_id,
+            EnrolmentStep.note_for_others.is_(True),
+            EnrolmentStep.note.is_not(None),
+        )
+        .order_by(EnrolmentStep.done_at.desc(), EnrolmentStep.id.desc())
+        .limit(limit)
+    ).all()
+    return [tuple(row) for row in rows]
+
+
 class NoSharedNote(LookupError):
     """No note of this step was offered to others (shown as a 404)."""
 

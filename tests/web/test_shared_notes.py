@@ -200,3 +200,25 @@ def test_the_hide_button_works_with_the_keyboard_and_passes_axe(settings, sessio
         assert "The note is hidden from later learners." in page.inner_text("main")
         assert page.get_by_role("button", name="Show the note on Read the one-pager").is_visible()
     assert fresh(session, ada_step).note_hidden_at is not None
+
+
+def test_the_journey_page_lists_the_shared_notes_to_hide_them(settings, session, now, redis):
+    (ada, ada_step), (_, brian_step) = cohort(session, settings, now, 2)
+    learner = app_for(settings, now + SEND).test_client()
+    complete(learner, settings, ada_step, "Shared on the journey page.")
+    complete(learner, settings, brian_step, "Kept to myself.", share_later=False)
+    make_admin(session, now)
+    admin = admin_app(settings, now + SEND).test_client()
+    sign_in(admin)
+    page = admin.get("/admin/journeys/giving-feedback").text
+    assert "Shared on the journey page." in page and "Kept to myself." not in page
+    assert ada.name in page  # admins see who wrote it; later learners never do
+    response = post(
+        admin,
+        f"/admin/notes/{ada_step.id}/hide",
+        {"next": "/admin/journeys/giving-feedback"},
+        follow_redirects=True,
+    )
+    assert response.request.path == "/admin/journeys/giving-feedback"
+    assert "Hidden" in response.text
+    assert "Shared on the journey page." not in learner.get(done_url(settings, brian_step)).text
