@@ -168,6 +168,15 @@ class EnrolmentStep(SQLModel, table=True):
             sqlite_where=text("status = 'sent'"),
             postgresql_where=text("status = 'sent'"),
         ),
+        # The notes a step's later learners may read: only the few that were offered are
+        # indexed, newest first per step, so a done page never reads the step's whole history.
+        Index(
+            "ix_enrolmentstep_shared_notes",
+            "step_id",
+            "done_at",
+            sqlite_where=text("note_for_others = 1"),
+            postgresql_where=text("note_for_others"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -178,7 +187,10 @@ class EnrolmentStep(SQLModel, table=True):
     due_at: datetime | None = _ts(default=None)
     done_at: datetime | None = _ts(default=None)
     note: str | None = Field(default=None, sa_column=Column(Text))
-    note_shared: bool = True
+    note_shared: bool = True  # with the learner's manager
+    # Offered to the people who do this step later (without a name); off unless ticked.
+    note_for_others: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    note_hidden_at: datetime | None = _ts(default=None)  # an admin hid the offered note
     awaiting_confirmation: bool = False  # learner says done, manager has not confirmed
     confirmed_by_id: int | None = Field(default=None, foreign_key="person.id")
     invite_sequence: int = 0
@@ -344,6 +356,13 @@ class Checkin(SQLModel, table=True):
             sqlite_where=text("remind_at IS NOT NULL"),
             postgresql_where=text("remind_at IS NOT NULL"),
         ),
+        # A manager's unanswered check-ins waiting for their next digest: only those.
+        Index(
+            "ix_checkin_digest",
+            "digest_at",
+            sqlite_where=text("digest_at IS NOT NULL"),
+            postgresql_where=text("digest_at IS NOT NULL"),
+        ),
         # Response rates per journey and checkpoint, from the index alone.
         Index("ix_checkin_rates", "journey_id", "checkpoint", "rater", "state", "answered_at"),
     )
@@ -361,6 +380,9 @@ class Checkin(SQLModel, table=True):
     closes_at: datetime | None = _ts(default=None)
     remind_at: datetime | None = _ts(default=None)  # cleared once reminded or answered
     reminded_at: datetime | None = _ts(default=None)
+    # Since when a manager's unanswered check-in waits for their next digest (their one
+    # follow-up); cleared when a digest carries it or it is answered.
+    digest_at: datetime | None = _ts(default=None)
     answered_at: datetime | None = _ts(default=None)
 
 
@@ -495,6 +517,22 @@ class WebhookAttempt(SQLModel, table=True):
     status: int | None = None  # the HTTP status; None: no answer (refused, timed out)
     error: str = Field(default="", max_length=500)
     duration_ms: int = 0
+
+
+class RatingGap(SQLModel, table=True):
+    """How many people, rated by both themselves and their manager on one behaviour at one
+    checkpoint, had each difference (self minus manager), kept as ratings are saved."""
+
+    __table_args__ = (
+        UniqueConstraint("journey_id", "behaviour", "checkpoint_order", "difference"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int = Field(foreign_key="journey.id")
+    behaviour: str = Field(max_length=100)
+    checkpoint_order: int
+    difference: int  # -4 .. 4
+    count: int = 0
 
 
 class RatingCount(SQLModel, table=True):

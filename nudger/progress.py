@@ -11,6 +11,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, func, select
 
 from nudger import events
+from nudger.audit import record
 from nudger.calendar import local_date, local_instant
 from nudger.config import Settings
 from nudger.models import AuditLog, Enrolment, EnrolmentStep, EscalationEvent, Journey, Person, Step
@@ -100,11 +101,14 @@ def complete_step(
     actor: str = "learner",
     share_note: bool = True,
     commit: bool = True,
+    for_others: bool = False,
 ) -> Completion:
     """Mark a sent step done (or awaiting the manager's confirmation); harmless twice.
 
     With commit=False the caller commits, and may first read what the page shows
-    in the same transaction (one connection checkout instead of two).
+    in the same transaction (one connection checkout instead of two). `share_note`
+    lets the learner's manager read the note; `for_others` offers it, without a
+    name, to the people who do this step later.
     """
     row = load_step(session, es_id)
     if row is None:
@@ -117,7 +121,7 @@ def complete_step(
     note = (note or "").strip()[:2000] or None
     if step.confirmed_by == "manager":
         if note:
-            es.note, es.note_shared = note, share_note
+            es.note, es.note_shared, es.note_for_others = note, share_note, for_others
         es.awaiting_confirmation = True
         if enrolment.status == "active":
             enrolment.next_action_at = now  # the tick puts it in the manager's next digest
@@ -125,7 +129,16 @@ def complete_step(
         if commit:
             session.commit()
         return Completion(es, step, enrolment, False, True, journey, person)
-    mark_done(session, es, enrolment, now, actor, note=note, note_shared=share_note)
+    mark_done(
+        session,
+        es,
+        enrolment,
+        now,
+        actor,
+        note=note,
+        note_shared=share_note,
+        note_for_others=for_others,
+    )
     if commit:
         session.commit()
     return Completion(es, step, enrolment, False, False, journey, person)
@@ -140,13 +153,14 @@ def mark_done(
     confirmed_by_id: int | None = None,
     note: str | None = None,
     note_shared: bool = True,
+    note_for_others: bool = False,
 ) -> None:
     """Close a step: resolve its escalations and let the tick re-plan the enrolment."""
     values: dict = {"status": "done", "done_at": now, "awaiting_confirmation": False}
     if confirmed_by_id is not None:
         values["confirmed_by_id"] = confirmed_by_id
     if note:
-        values.update(note=note, note_shared=note_shared)
+        values.update(note=note, note_shared=note_shared, note_for_others=note_for_others)
     # Escalation events exist only for a step the tick escalated or asked a manager about.
     escalated = es.escalation_level > 0 or es.awaiting_confirmation
     result = session.execute(_CLOSE_STEP, {"es_id": es.id, **values})
@@ -212,6 +226,82 @@ def cohort_done(session: Session, step_id: int, journey_id: int) -> tuple[int, i
     params = {"step_id": step_id, "journey_id": journey_id}
     done_count, total_count = session.execute(_COHORT, params).one()
     return done_count, total_count
+
+
+# How many notes from earlier learners a step's page shows: a few voices, not a forum.
+SHARED_NOTES_SHOWN = 3
+
+
+def shared_notes(
+    session: Session, step_id: int, reader_id: int, limit: int = SHARED_NOTES_SHOWN
+) -> list[str]:
+    """Return the newest notes others offered on this step, not hidden, as text alone.
+
+    Only the words: no name, date or anything else that could say who wrote them.
+    The reader's own notes (from any enrolment) are never shown back as someone else's.
+    """
+    rows = session.exec(
+        select(EnrolmentStep.note)
+        .join(Enrolment, Enrolment.id == EnrolmentStep.enrolment_id)
+        .where(
+            EnrolmentStep.step_id == step_id,
+            EnrolmentStep.note_for_others.is_(True),
+            EnrolmentStep.status == "done",
+            EnrolmentStep.note.is_not(None),
+            EnrolmentStep.note_hidden_at.is_(None),
+            Enrolment.person_id != reader_id,
+        )
+        .order_by(EnrolmentStep.done_at.desc(), EnrolmentStep.id.desc())
+        .limit(limit)
+    ).all()
+    return list(rows)
+
+
+def offered_notes(
+    session: Session, journey_id: int, limit: int = 100
+) -> list[tuple[EnrolmentStep, Step, Person]]:
+    """Return the newest notes offered to later learners on a journey, hidden ones too,
+    with their step and writer (for admins, who may hide them)."""
+    rows = session.exec(
+        select(EnrolmentStep, Step, Person)
+        .join(Step, Step.id == EnrolmentStep.step_id)
+        .join(Enrolment, Enrolment.id == EnrolmentStep.enrolment_id)
+        .join(Person, Person.id == Enrolment.person_id)
+        .where(
+            Step.journey_id == journey_id,
+            EnrolmentStep.note_for_others.is_(True),
+            EnrolmentStep.note.is_not(None),
+        )
+        .order_by(EnrolmentStep.done_at.desc(), EnrolmentStep.id.desc())
+        .limit(limit)
+    ).all()
+    return [tuple(row) for row in rows]
+
+
+class NoSharedNote(LookupError):
+    """No note of this step was offered to others (shown as a 404)."""
+
+
+def set_note_hidden(session: Session, es_id: int, hidden: bool, now: datetime, actor: str) -> bool:
+    """Hide an offered note from later learners, or show it again; say whether it changed."""
+    es = session.get(EnrolmentStep, es_id)
+    if es is None or not es.note_for_others or es.note is None:
+        raise NoSharedNote(es_id)
+    if (es.note_hidden_at is not None) == hidden:
+        return False
+    es.note_hidden_at = now if hidden else None
+    record(
+        session,
+        actor,
+        "note.hide" if hidden else "note.show",
+        now,
+        "enrolment_step",
+        es.id,
+        enrolment_id=es.enrolment_id,
+        step_id=es.step_id,
+    )
+    session.commit()
+    return True
 
 
 class NotConfirmable(LookupError):

@@ -96,3 +96,33 @@ def test_stopping_the_demo_during_a_job_lets_the_job_finish(settings):
         thread.join(timeout=15)
     assert job.get_status(refresh=True) == "finished"
     assert not thread.is_alive()
+
+
+def test_the_earlier_intake_gives_the_panel_a_real_shift(settings, session, now):
+    from nudger.config import ROOT
+    from nudger.demo import EARLIER, EARLIER_COHORT, EARLY_STEP, HISTORY
+    from nudger.enrolments.journey_edits import apply_sync
+    from nudger.journeys.loading import load_journeys
+    from nudger.measure.results import all_figures
+    from nudger.roster import import_roster
+
+    earlier, start = now - EARLIER, now - HISTORY
+    for spec in load_journeys([ROOT / "journeys"]):
+        apply_sync(session, spec, earlier, source=f"journeys/{spec.slug}.yaml", actor="demo")
+    session.commit()
+    result = import_roster(
+        session, settings, EARLIER_COHORT, filename=EARLIER_COHORT.name, now=earlier, actor="demo"
+    )
+    assert result.ok, result.errors
+    replay_history(settings, earlier, start - EARLY_STEP, step=EARLY_STEP)
+    replay_history(settings, start, now)
+    session.expire_all()
+
+    [figures] = all_figures(session, "running-effective-one-to-ones")
+    assert figures.response_rates["end"]["learner"]["sent"] == result.rows
+    for b in figures.behaviours:
+        for rater in ("learner", "manager"):
+            shown = b.raters[rater]
+            assert shown.pairs >= 5 and shown.shift is not None, (b.key, rater)
+            assert shown.shift > 0  # people moved, as the demo's answers have them do
+        assert b.gap is not None  # the self-manager gap over matched pairs shows too

@@ -1,7 +1,7 @@
 """inbound mail: received messages, undeliverable and out-of-office people
 
 Revision ID: 0007_inbound
-Revises: 0005_ratings
+Revises: 0006_shared_notes
 Create Date: 2026-12-07
 """
 
@@ -15,7 +15,7 @@ import nudger.db
 
 
 revision: str = '0007_inbound'
-down_revision: str | None = '0005_ratings'
+down_revision: str | None = '0006_shared_notes'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -253,6 +253,7 @@ def _digest_ctx(settings, plan: JourneyPlan, journey, level: str, to, now, tz: s
         "base_url": settings.base_url,
         "level": level,
         "groups": groups,
+        "checkins": [],
         "on_track": 4 if level != "admin" else 0,
         "team_url": team_url,
         "preferences_url": prefs_url,

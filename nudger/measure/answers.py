@@ -16,7 +16,7 @@ from nudger import events
 from nudger.audit import record
 from nudger.bulk import insert_ignoring
 from nudger.journeys.spec import SCALE, BehaviourSpec, JourneySpec, checkpoint_order
-from nudger.measure.tally import apply_change
+from nudger.measure.tally import apply_change, apply_gap_change, difference
 from nudger.models import Checkin, Enrolment, Journey, Person, Rating
 
 # "No chance to observe": an answer, recorded without a value.
@@ -150,7 +150,7 @@ def save_answers(
         )
     if answers:
         checkin.answered_at = checkin.answered_at or now
-        checkin.remind_at = None
+        checkin.remind_at = checkin.digest_at = None
         session.add(checkin)
         record(
             session,
@@ -178,6 +178,24 @@ def _tally(session: Session, checkin: Checkin, changed: dict[str, int]) -> None:
     for key, order, value in rows:
         before[key][order] = value
     order = checkpoint_order(checkin.checkpoint)
+    # The other kind of rater's values at this checkpoint: the pairs the gap is taken over.
+    other = "manager" if checkin.rater == "learner" else "learner"
+    theirs = dict(
+        session.exec(
+            select(Rating.behaviour, Rating.value).where(
+                Rating.enrolment_id == checkin.enrolment_id,
+                Rating.rater == other,
+                Rating.checkpoint_order == order,
+                Rating.behaviour.in_(sorted(changed)),
+            )
+        ).all()
+    )
     for key, value in sorted(changed.items()):
         after = {**before[key], order: value or None}
         apply_change(session, checkin.journey_id, checkin.rater, key, order, before[key], after)
+        mine_before, mine_after, other_value = before[key].get(order), after[order], theirs.get(key)
+        if checkin.rater == "learner":  # self minus manager, whoever saved
+            old, new = difference(mine_before, other_value), difference(mine_after, other_value)
+        else:
+            old, new = difference(other_value, mine_before), difference(other_value, mine_after)
+        apply_gap_change(session, checkin.journey_id, key, order, old, new)

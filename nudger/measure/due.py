@@ -2,7 +2,8 @@
 
 Both read a partial index (`ix_checkin_due`, `ix_checkin_remind`), so the cost
 grows with the check-ins due, not with the number of enrolments. A learner's
-check-in is one email; a manager gets one email a day for all reports due.
+check-in is one email; a manager gets one email a day for all reports due, and
+the ones left unanswered wait for the manager's next digest.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from nudger.measure.checkpoints import (
     closes_at,
     remind_at,
 )
-from nudger.models import Checkin, Enrolment, Journey, Person
+from nudger.models import NO_DIGEST, Checkin, Enrolment, Journey, Person
 from nudger.schedule import JourneyPlan
 
 AddMessages = Callable[[list[dict]], list]
@@ -69,6 +70,7 @@ def send_due_checkins(
         .order_by(Checkin.id)
     ).all()
     journeys = _Journeys(session, plan_of)
+    raters = _managers_of(session, [(c, p) for c, _, p in due])
     learners: list[_Due] = []
     managers: dict[int, list[_Due]] = defaultdict(list)
     for checkin, enrolment, learner in due:
@@ -91,7 +93,7 @@ def send_due_checkins(
         cal = plan.country_calendar(learner.country or default_country)
         item.rater = learner
         if checkin.rater == "manager":
-            item.rater = session.get(Person, learner.manager_id) if learner.manager_id else None
+            item.rater = raters.get(learner.manager_id) if learner.manager_id else None
             if item.rater is None:
                 checkin.state = "no-manager"
                 counts["checkins_no_manager"] += 1
@@ -131,6 +133,20 @@ def send_due_checkins(
     _send_to_managers(session, managers, now, add, plan_of, default_country)
     session.flush()
     return counts
+
+
+# Ids per IN (...) list: well under every database's limit on bound parameters.
+_CHUNK = 1000
+
+
+def _managers_of(session: Session, due: list[tuple[Checkin, Person]]) -> dict[int, Person]:
+    """Load the managers of the learners whose manager check-ins are due, in one query."""
+    ids = sorted({p.manager_id for c, p in due if c.rater == "manager" and p.manager_id})
+    found: dict[int, Person] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        found.update((p.id, p) for p in session.exec(select(Person).where(Person.id.in_(chunk))))
+    return found
 
 
 def _mark_sent(
@@ -184,7 +200,10 @@ def _send_to_managers(
 
 
 def send_reminders(session: Session, now: datetime, add: AddMessages) -> int:
-    """Remind each unanswered check-in once; a manager's come together, once a day."""
+    """Remind each unanswered check-in once: a learner's by email, a manager's in their digest.
+
+    A manager who stopped the digest gets the reminders by email instead, together, once a day.
+    """
     rows = session.exec(
         select(Checkin, Enrolment, Person)
         .join(Enrolment, Enrolment.id == Checkin.enrolment_id)
@@ -203,6 +222,11 @@ def send_reminders(session: Session, now: datetime, add: AddMessages) -> int:
             or (checkin.closes_at is not None and checkin.closes_at <= now)
             or enrolment.status in ("paused", "withdrawn")
         ):
+            continue
+        if checkin.rater == "manager" and rater.digest_every != NO_DIGEST:
+            # A manager's one follow-up is their next digest, beside the rest of their
+            # team's news, rather than one more email (see nudger.tick.digests).
+            checkin.digest_at = now
             continue
         checkin.reminded_at = now
         if checkin.rater == "manager":

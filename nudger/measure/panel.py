@@ -28,6 +28,7 @@ class BehaviourPanel:
     charts: dict[str, Markup]
     latest_label: str
     added_later: bool
+    gap_at: str = ""  # when the self-manager pairs are from, in words
 
 
 @dataclass
@@ -41,6 +42,10 @@ class Panel:
 
 def _label(order: int) -> str:
     return {0: "Start", 1: "End"}.get(order, f"{order - 1} days after")
+
+
+def _at(order: int) -> str:
+    return {0: "at the start", 1: "at the end"}.get(order, f"{order - 1} days after the end")
 
 
 def behaviour_panel(session: Session, journey: Journey) -> Panel | None:
@@ -73,6 +78,7 @@ def behaviour_panel(session: Session, journey: Journey) -> Panel | None:
                 latest_label=_label(latest_order) if latest_order else "",
                 # Fewer status quos than the others had: it joined the goal after some started.
                 added_later=most_starts > 0 and b.start_answers() < most_starts // 2,
+                gap_at=_at(b.gap_order),
             )
         )
     return Panel(figures=figures, behaviours=shown)

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from nudger.journeys.spec import RATERS, JourneySpec, checkpoint_order
-from nudger.models import Journey, RatingCount, RatingSummary
+from nudger.models import Journey, RatingCount, RatingGap, RatingSummary
 
 MIN_PAIRS = 5
 
@@ -49,6 +49,20 @@ DISTRIBUTION_FROM_RATINGS = text(
     SELECT behaviour, rater, checkpoint_order, COALESCE(value, 0), COUNT(*)
     FROM rating WHERE journey_id = :journey
     GROUP BY behaviour, rater, checkpoint_order, COALESCE(value, 0)
+    """
+)
+
+# Per behaviour and checkpoint, how many people rated by both themselves and their
+# manager had each difference (self minus manager): the gap over matched pairs.
+GAPS_FROM_RATINGS = text(
+    """
+    SELECT s.behaviour, s.checkpoint_order, s.value - m.value AS difference, COUNT(*) AS n
+    FROM rating s
+    JOIN rating m ON m.enrolment_id = s.enrolment_id AND m.behaviour = s.behaviour
+                 AND m.checkpoint_order = s.checkpoint_order AND m.rater = 'manager'
+    WHERE s.journey_id = :journey AND s.rater = 'learner'
+      AND s.value IS NOT NULL AND m.value IS NOT NULL
+    GROUP BY s.behaviour, s.checkpoint_order, s.value - m.value
     """
 )
 
@@ -93,31 +107,27 @@ class BehaviourFigures:
     raters: dict[str, RaterFigures] = field(default_factory=dict)
     # rater -> checkpoint order -> value (0: no chance to observe) -> count
     distribution: dict[str, dict[int, dict[int, int]]] = field(default_factory=dict)
-    gap: float | None = None  # mean self rating minus mean manager rating, latest checkpoint
-    gap_n: int = 0  # the fewer of the two numbers of answers it compares
-
-    def mean(self, rater: str, order: int) -> tuple[float | None, int]:
-        """Return the mean value of a rater's answers at a checkpoint, and how many."""
-        counts = self.distribution.get(rater, {}).get(order, {})
-        n = sum(c for v, c in counts.items() if v)
-        return (sum(v * c for v, c in counts.items()) / n if n else None), n
+    # checkpoint order -> self minus manager -> how many people, rated by both
+    gaps: dict[int, dict[int, int]] = field(default_factory=dict)
+    gap: float | None = None  # mean of self minus manager over the pairs, latest checkpoint
+    gap_n: int = 0  # the people rated by both there (the gap is withheld below MIN_PAIRS)
+    gap_order: int = 0  # the checkpoint it is from
 
     def work_out_gap(self) -> None:
-        """Set the self-manager gap at the latest checkpoint both kinds of rater answered."""
-        shared = set(self.distribution.get("learner", {})) & set(
-            self.distribution.get("manager", {})
-        )
-        later = [o for o in shared if o > 0 and self.mean("learner", o)[1]]
-        later = [o for o in later if self.mean("manager", o)[1]]
-        if not later:
+        """Set the self-manager gap over matched pairs at the latest checkpoint that has any.
+
+        A pair is one person rated on this behaviour at one checkpoint by both
+        themselves and their manager; the gap is the mean of self minus manager
+        over those pairs, never a difference of two means over different people.
+        """
+        found = [o for o, by_diff in self.gaps.items() if sum(by_diff.values())]
+        if not found:
             return
-        (mine, n_self), (theirs, n_manager) = (
-            self.mean("learner", max(later)),
-            self.mean("manager", max(later)),
-        )
-        self.gap_n = min(n_self, n_manager)
-        if self.gap_n >= MIN_PAIRS and mine is not None and theirs is not None:
-            self.gap = mine - theirs
+        self.gap_order = max(found)
+        by_diff = self.gaps[self.gap_order]
+        self.gap_n = sum(by_diff.values())
+        if self.gap_n >= MIN_PAIRS:
+            self.gap = sum(d * c for d, c in by_diff.items()) / self.gap_n
 
     def start_answers(self) -> int:
         """Return how many start answers were given, by either kind of rater."""
@@ -174,6 +184,7 @@ def journey_figures(
     if from_ratings:
         pair_rows = session.execute(PAIRS_FROM_RATINGS, params).all()
         count_rows = session.execute(DISTRIBUTION_FROM_RATINGS, params).all()
+        gap_rows = session.execute(GAPS_FROM_RATINGS, params).all()
     else:
         s, c = RatingSummary, RatingCount
         pair_rows = session.execute(
@@ -184,6 +195,12 @@ def journey_figures(
         count_rows = session.execute(
             select(c.behaviour, c.rater, c.checkpoint_order, c.value, c.count).where(
                 c.journey_id == journey.id, c.count > 0
+            )
+        ).all()
+        g = RatingGap
+        gap_rows = session.execute(
+            select(g.behaviour, g.checkpoint_order, g.difference, g.count).where(
+                g.journey_id == journey.id, g.count > 0
             )
         ).all()
     for key, rater, pairs, start_sum, latest_sum, improved in pair_rows:
@@ -197,6 +214,8 @@ def journey_figures(
     for key, rater, order, value, count in count_rows:
         by_order = figures(key).distribution.setdefault(rater, {}).setdefault(order, {})
         by_order[value] = count
+    for key, order, diff, count in gap_rows:
+        figures(key).gaps.setdefault(order, {})[diff] = count
     for b in [*current.values(), *others.values()]:
         b.work_out_gap()
         for rater in raters:

@@ -1,7 +1,9 @@
 """Keep each journey's rating tallies as answers are saved, so sums never scan every rating.
 
 Per behaviour and kind of rater: the matched pairs (count, start and latest
-sums, how many moved up a point); per checkpoint: how many gave each answer.
+sums, how many moved up a point); per checkpoint: how many gave each answer,
+and how many people rated by both themselves and their manager had each
+difference between the two (the self-manager gap over matched pairs).
 A save changes at most one enrolment's pairs, so its change to the tallies is
 worked out from that enrolment's few ratings before and after. `rebuild`
 writes the tallies again from the ratings themselves (after a bulk load).
@@ -16,8 +18,8 @@ from sqlalchemy import delete, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from nudger.measure.results import PAIRS_FROM_RATINGS
-from nudger.models import RatingCount, RatingSummary
+from nudger.measure.results import GAPS_FROM_RATINGS, PAIRS_FROM_RATINGS
+from nudger.models import RatingCount, RatingGap, RatingSummary
 
 Pair = tuple[int, int, int, int]  # pairs, start sum, latest sum, improved
 NO_PAIR: Pair = (0, 0, 0, 0)
@@ -73,6 +75,37 @@ def apply_change(
             _bump(session, RatingCount.__table__, keys, {"count": delta})
 
 
+def difference(learner: int | None, manager: int | None) -> int | None:
+    """Return self minus manager for one person, or None unless both gave a value."""
+    return None if learner is None or manager is None else learner - manager
+
+
+def apply_gap_change(
+    session: Session,
+    journey_id: int,
+    behaviour: str,
+    order: int,
+    before: int | None,
+    after: int | None,
+) -> None:
+    """Move one person's self-manager difference at a checkpoint from `before` to `after`."""
+    if before == after:
+        return
+    keys = {"journey_id": journey_id, "behaviour": behaviour, "checkpoint_order": order}
+    for value, delta in ((before, -1), (after, 1)):
+        if value is not None:
+            _bump(session, RatingGap.__table__, {**keys, "difference": value}, {"count": delta})
+
+
+_REBUILD_GAPS = text(
+    """
+    INSERT INTO ratinggap (journey_id, behaviour, checkpoint_order, difference, count)
+    SELECT :journey, behaviour, checkpoint_order, difference, n FROM ("""
+    + GAPS_FROM_RATINGS.text
+    + """) AS gaps
+    """
+)
+
 _REBUILD_COUNTS = text(
     """
     INSERT INTO ratingcount (journey_id, behaviour, rater, checkpoint_order, value, count)
@@ -87,6 +120,7 @@ def rebuild(session: Session, journey_id: int) -> None:
     """Write a journey's tallies again from its ratings (the plain, slow path)."""
     session.execute(delete(RatingSummary).where(RatingSummary.journey_id == journey_id))
     session.execute(delete(RatingCount).where(RatingCount.journey_id == journey_id))
+    session.execute(delete(RatingGap).where(RatingGap.journey_id == journey_id))
     for key, rater, pairs, start, latest, improved in session.execute(
         PAIRS_FROM_RATINGS, {"journey": journey_id}
     ):
@@ -97,4 +131,5 @@ def rebuild(session: Session, journey_id: int) -> None:
             )
         )  # fmt: skip
     session.execute(_REBUILD_COUNTS, {"journey": journey_id})
+    session.execute(_REBUILD_GAPS, {"journey": journey_id})
     session.flush()

@@ -6,6 +6,10 @@ never looked at. A recipient is due when the latest digest time of their
 schedule (recipient-local, working days) has passed since such an event
 appeared; the dedupe key `digest:<email>:<period>` makes deciding twice
 harmless, and at most one digest per period possible.
+
+A manager's check-ins still unanswered at their reminder time wait here too
+(`Checkin.digest_at`): the next digest lists them with their answer links, once,
+and a manager whose only news is such a check-in still gets that digest.
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ from sqlmodel import Session, func, select
 from nudger.calendar import WorkCalendar, local_date, local_instant
 from nudger.config import Settings
 from nudger.journeys.spec import DigestSpec
-from nudger.models import NO_DIGEST, AuditLog, Enrolment, EnrolmentStep, EscalationEvent, Person
+from nudger.models import (
+    NO_DIGEST,
+    AuditLog,
+    Checkin,
+    Enrolment,
+    EnrolmentStep,
+    EscalationEvent,
+    Person,
+)
 from nudger.tick.followups import write_messages
 
 if TYPE_CHECKING:
@@ -110,6 +122,49 @@ def pending_recipients(session: Session) -> dict[str, tuple[set[int], datetime]]
     return pending
 
 
+def waiting_checkins(session: Session, now: datetime) -> dict[str, list[tuple[int, int, datetime]]]:
+    """Return, per manager, the unanswered check-ins waiting for their next digest.
+
+    Each is (check-in id, journey id, since when). One answered, closed or no
+    longer open (paused, withdrawn) stops waiting here, so the index stays small.
+    """
+    rows = session.exec(
+        select(
+            Person.email,
+            Checkin.id,
+            Checkin.journey_id,
+            Checkin.digest_at,
+            Checkin.state,
+            Checkin.answered_at,
+            Checkin.closes_at,
+            Enrolment.status,
+        )
+        .join(Person, Person.id == Checkin.rater_id)
+        .join(Enrolment, Enrolment.id == Checkin.enrolment_id)
+        .where(Checkin.digest_at.is_not(None))
+    )
+    waiting: dict[str, list[tuple[int, int, datetime]]] = {}
+    stale = []
+    for email, checkin_id, journey_id, since, state, answered, closes, status in rows:
+        if (
+            state != "sent"
+            or answered is not None
+            or (closes is not None and closes <= now)
+            or status in ("paused", "withdrawn")
+        ):
+            stale.append(checkin_id)
+            continue
+        waiting.setdefault(email, []).append((checkin_id, journey_id, since))
+    _stop_waiting(session, stale)
+    return waiting
+
+
+def _stop_waiting(session: Session, checkin_ids: list[int]) -> None:
+    for start in range(0, len(checkin_ids), CHUNK):
+        chunk = checkin_ids[start : start + CHUNK]
+        session.execute(update(Checkin).where(Checkin.id.in_(chunk)).values(digest_at=None))
+
+
 @dataclass(frozen=True)
 class Recipient:
     """What the digest decision needs to know about whoever receives one."""
@@ -125,6 +180,11 @@ def queue_digests(ctx: TickContext) -> int:
     """Write a digest row for every recipient whose digest time has come; return how many."""
     session, settings, now = ctx.session, ctx.settings, ctx.now
     pending = pending_recipients(session)
+    waiting = waiting_checkins(session, now)
+    for email, items in waiting.items():
+        journeys, first = pending.get(email, (set(), min(since for *_, since in items)))
+        journeys.update(journey_id for _, journey_id, _ in items)
+        pending[email] = (journeys, min([first, *(since for *_, since in items)]))
     if not pending:
         return 0
     people = _recipients(session, settings, list(pending))
@@ -136,7 +196,10 @@ def queue_digests(ctx: TickContext) -> int:
         journeys, first = pending[email]
         who = people[email]
         if who.choice == NO_DIGEST:
-            continue  # stopped; only confirmation requests are still addressed to them
+            # Stopped; only confirmation requests are still addressed to them, and a
+            # check-in that waited for a digest they then stopped waits no more.
+            _stop_waiting(session, [checkin_id for checkin_id, *_ in waiting.get(email, [])])
+            continue
         key = (who.choice, frozenset(journeys))
         if key not in schedules:
             specs = [ctx.plan(j).digest for j in sorted(journeys)]
@@ -150,6 +213,10 @@ def queue_digests(ctx: TickContext) -> int:
         if latest[when] is None or first > latest[when][0]:
             continue
         due[email] = latest[when]
+        payload: dict = {"period": latest[when][1], "every": schedule.every}
+        checkin_ids = [i for i, _, since in waiting.get(email, []) if since <= latest[when][0]]
+        if checkin_ids:
+            payload["checkin_ids"] = checkin_ids
         messages.append(
             {
                 "dedupe_key": f"digest:{email}:{latest[when][1]}",
@@ -157,14 +224,20 @@ def queue_digests(ctx: TickContext) -> int:
                 "to_email": email,
                 "person_id": who.person_id,
                 "enrolment_id": None,
-                "payload": {"period": latest[when][1], "every": schedule.every},
+                "payload": payload,
             }
         )
     # A key that exists means this period's digest went: its events wait for the next.
     written = write_messages(ctx, messages)
     new = {m["to_email"]: written[m["dedupe_key"]] for m in messages if m["dedupe_key"] in written}
+    # A check-in is carried by one digest, once: its one follow-up.
+    _stop_waiting(
+        session,
+        [i for m in messages if m["to_email"] in new for i in m["payload"].get("checkin_ids", [])],
+    )
     carried = _carry(session, {email: (outbox_id, *due[email]) for email, outbox_id in new.items()})
-    _audit_digests(ctx, carried)
+    asked = {m["to_email"]: m["payload"].get("checkin_ids", []) for m in messages}
+    _audit_digests(ctx, carried, asked)
     return len(carried)
 
 
@@ -223,8 +296,10 @@ def _carry(
     return [(digests[e][0], e, digests[e][2], events) for e, events in carried.items()]
 
 
-def _audit_digests(ctx: TickContext, queued: list[tuple[int, str, str, list]]) -> None:
-    """Record which events put each digest in the outbox, and whom they are about."""
+def _audit_digests(
+    ctx: TickContext, queued: list[tuple[int, str, str, list]], asked: dict[str, list[int]]
+) -> None:
+    """Record which events and check-ins put each digest in the outbox, and whom they are about."""
     enrolment_ids = sorted({enrolment_id for *_, carried in queued for _, enrolment_id in carried})
     learner_of: dict[int, str] = {}
     for start in range(0, len(enrolment_ids), CHUNK):
@@ -247,6 +322,7 @@ def _audit_digests(ctx: TickContext, queued: list[tuple[int, str, str, list]]) -
                     "period": period,
                     "event_ids": sorted(event_id for event_id, _ in carried),
                     "learners": sorted({learner_of[e] for _, e in carried if e in learner_of}),
+                    "checkin_ids": asked.get(email, []),
                 },
             )
         )

@@ -29,6 +29,7 @@ from nudger.progress import (
     StepClosed,
     complete_step,
     load_step,
+    shared_notes,
     snooze,
     snooze_until,
 )
@@ -59,12 +60,15 @@ def _cohort() -> CohortCounts:
     return current_app.extensions.setdefault("nudger.cohort", CohortCounts())
 
 
-def _note() -> tuple[str | None, bool]:
-    """Return the note from the form and whether the learner shares it with their manager."""
+def _note() -> tuple[str | None, bool, bool]:
+    """Return the note from the form, whether the learner's manager may read it, and
+    whether it is offered to the people who do the step later."""
     # The form sends a hidden "no" before the checkbox, so an unticked box is told apart
     # from a form that has none (shared, as before the choice existed).
     choices = request.form.getlist("share_note")
-    return request.form.get("note"), ("yes" in choices) if choices else True
+    # Offering a note to others is opt-in: only a ticked box offers it.
+    for_others = request.form.get("share_later") == "yes"
+    return request.form.get("note"), ("yes" in choices) if choices else True, for_others
 
 
 @bp.route("/done/<token>", methods=["GET", "HEAD"])
@@ -76,8 +80,10 @@ def done_page(token: str):
     if loaded is None:
         return _gone()
     es, step, enrolment, journey, person = loaded
+    others = shared_notes(db(), step.id, person.id)
     return render_template(
         "done.html",
+        others=others,
         es=es,
         step=step,
         enrolment=enrolment,
@@ -95,10 +101,17 @@ def done_submit(token: str):
     record_hit("done", es_id, commit=False)
     session = db()
     at = now()
-    note, share = _note()
+    note, share, for_others = _note()
     try:
         result = complete_step(
-            session, es_id, at, note=note, actor=f"learner:{es_id}", share_note=share, commit=False
+            session,
+            es_id,
+            at,
+            note=note,
+            actor=f"learner:{es_id}",
+            share_note=share,
+            commit=False,
+            for_others=for_others,
         )
     except LookupError:
         return _gone()
@@ -110,6 +123,7 @@ def done_submit(token: str):
     cohort, cohort_total = _cohort().get(
         session, result.step.id, result.enrolment.journey_id, at, not result.already_done
     )
+    others = shared_notes(session, result.step.id, result.enrolment.person_id)
     session.commit()
     if not result.already_done:
         webhooks.kick_if_subscribed(session, settings())
@@ -122,6 +136,7 @@ def done_submit(token: str):
         still_open=still_open,
         cohort=cohort,
         cohort_total=cohort_total,
+        others=others,
         me_url=tokens.url(settings(), "me", result.enrolment.id),
     )
 
@@ -156,10 +171,16 @@ def me_done(token: str, es_id: int):
     enrolment_id = read("me", token)
     es = _own_step(enrolment_id, es_id)
     record_hit("me", enrolment_id, commit=False)
-    note, share = _note()
+    note, share, for_others = _note()
     try:
         result = complete_step(
-            db(), es.id, now(), note=note, actor=f"learner:{es.id}", share_note=share
+            db(),
+            es.id,
+            now(),
+            note=note,
+            actor=f"learner:{es.id}",
+            share_note=share,
+            for_others=for_others,
         )
     except StepClosed:
         db().commit()  # the hit

@@ -94,6 +94,7 @@ def digest_ctx(level: str = "manager", groups: list[dict] | None = None) -> dict
         "base_url": BASE,
         "level": level,
         "groups": groups,
+        "checkins": [],
         "on_track": 5,
         "team_url": f"{BASE}/team/tok-team",
         "preferences_url": f"{BASE}/preferences/tok-prefs",

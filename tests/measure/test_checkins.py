@@ -1,11 +1,17 @@
 """The tick's check-ins: planned once, sent at the rater's local send time, reminded once."""
 
+import re
 from datetime import date, timedelta
 
+from sqlalchemy import event
 from sqlmodel import select
 
 from nudger.enrolments.changes import pause, withdraw
-from nudger.models import Enrolment, Outbox
+from nudger.mail.compose.followups import compose_digest
+from nudger.measure.answers import save_answers
+from nudger.models import NO_DIGEST, Enrolment, Outbox
+from nudger.tick.checkins import queue_checkins
+from nudger.tick.state import TickContext
 from tests.factories import make_enrolment, make_journey, make_person
 from tests.measure.kit import checkin_mail, checkins, make_measured_journey, run, utc
 
@@ -142,3 +148,110 @@ def test_an_answered_checkin_is_not_reminded(session, settings):
     session.commit()
     run(session, settings, utc(2027, 3, 3, 9))
     assert len(checkin_mail(session)) == 1
+
+
+def quiet_journey(session, measure: dict):
+    """A measured journey without escalations: a check-in is the only news a digest can carry."""
+    journey = make_measured_journey(session, measure=measure)
+    journey.spec = {**journey.spec, "escalations": []}
+    session.add(journey)
+    session.commit()
+    return journey
+
+
+def hourly(session, settings, until):
+    now = utc(2027, 3, 1, 8)
+    while now < until:
+        run(session, settings, now)
+        now += timedelta(hours=1)
+
+
+def digests_to(session, email: str) -> list[Outbox]:
+    query = select(Outbox).where(Outbox.kind == "digest", Outbox.to_email == email)
+    return list(session.exec(query.order_by(Outbox.id)))
+
+
+def test_a_managers_unanswered_checkin_comes_once_in_their_next_digest(session, settings):
+    journey = quiet_journey(session, {"raters": ["learner", "manager"], "at": ["start"]})
+    _, ada, _ = people(session)
+    make_enrolment(session, ada, journey, START)
+    hourly(session, settings, utc(2027, 3, 20))
+    mail = checkin_mail(session)
+    to_boss = [
+        (m.created_at, m.payload.get("reminder", False)) for m in mail if "boss" in m.to_email
+    ]
+    to_ada = [(m.created_at, m.payload.get("reminder", False)) for m in mail if "ada" in m.to_email]
+    assert to_boss == [(utc(2027, 3, 1, 9), False)]  # no reminder email for the manager
+    assert to_ada == [(utc(2027, 3, 1, 9), False), (utc(2027, 3, 3, 9), True)]
+    # Reminder time Wednesday 09:00; the next digest time is Thursday 08:00; never again.
+    [digest] = digests_to(session, "boss@example.com")
+    manager_checkin = next(c for c in checkins(session) if c.rater == "manager")
+    assert digest.created_at == utc(2027, 3, 4, 8)
+    assert digest.payload["checkin_ids"] == [manager_checkin.id]
+    assert manager_checkin.digest_at is None and manager_checkin.reminded_at is None
+
+    message = compose_digest(session, settings, digest, utc(2027, 3, 4, 8))
+    text = message.get_body(("plain",)).get_content()
+    assert message["Subject"] == "Your check-in on Ada Lovelace is waiting for your answers"
+    assert "In the last two weeks, how often did you see Ada..." in text
+    assert "/checkin/" in text and "Often:" in text
+    assert "could use a word from you" not in text  # no one is behind: only the check-in
+
+
+def test_a_checkin_answered_before_the_digest_is_not_in_it(session, settings):
+    journey = quiet_journey(session, {"raters": ["manager"], "at": ["start"]})
+    _, ada, _ = people(session)
+    make_enrolment(session, ada, journey, START)
+    hourly(session, settings, utc(2027, 3, 3, 12))  # past the reminder time
+    checkin = checkins(session)[0]
+    assert checkin.digest_at == utc(2027, 3, 3, 9)
+    save_answers(session, checkin.id, {"asks-open-questions": 4}, utc(2027, 3, 3, 15))
+    session.commit()
+    hourly(session, settings, utc(2027, 3, 10))
+    assert digests_to(session, "boss@example.com") == []
+    assert checkins(session)[0].digest_at is None
+
+
+def test_a_manager_who_stopped_the_digest_gets_the_one_reminder_by_email(session, settings):
+    journey = quiet_journey(session, {"raters": ["manager"], "at": ["start"]})
+    boss, ada, _ = people(session)
+    boss.digest_every = NO_DIGEST
+    session.add(boss)
+    session.commit()
+    make_enrolment(session, ada, journey, START)
+    hourly(session, settings, utc(2027, 3, 20))
+    mail = [(m.created_at, m.payload.get("reminder", False)) for m in checkin_mail(session)]
+    assert mail == [(utc(2027, 3, 1, 9), False), (utc(2027, 3, 3, 9), True)]
+    assert digests_to(session, "boss@example.com") == []
+
+
+def person_reads(session, settings, managers: int) -> int:
+    """Enrol one report of each of `managers` managers; count the check-in phase's
+    reads of the person table when their status-quo check-ins go."""
+    journey = make_measured_journey(session, f"team-of-{managers}", measure={"at": ["start"]})
+    for i in range(managers):
+        boss = make_person(session, f"boss{managers}-{i}@example.com", f"Boss {i}")
+        report = make_person(session, f"r{managers}-{i}@example.com", f"Report {i}", manager=boss)
+        make_enrolment(session, report, journey, START)
+    ctx = TickContext(session=session, settings=settings, now=utc(2027, 2, 26, 12))
+    queue_checkins(ctx)  # planned, nothing due yet
+    session.commit()
+    session.expunge_all()  # read from the database, as a tick in a fresh process does
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        queue_checkins(TickContext(session=session, settings=settings, now=utc(2027, 3, 1, 9)))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    session.rollback()
+    return sum(1 for s in statements if re.search(r"\bFROM person\b", s))
+
+
+def test_the_managers_of_due_checkins_are_read_together(session, settings):
+    # One read for any number of managers (each read alone, four took five).
+    assert person_reads(session, settings, 1) == person_reads(session, settings, 4) == 1

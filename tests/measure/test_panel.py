@@ -31,7 +31,7 @@ def test_the_panel_shows_distributions_shifts_gap_and_response_rates(session, se
     assert "<svg" in page and "answers from learners at the start and the latest" in page
     assert "+0.83" in page  # the learners' mean shift over 6 pairs
     assert "67%" in page  # moved up by a point or more
-    assert "Self minus manager (mean ratings at the latest checkpoint)" in page
+    assert "the mean over the 6 people rated by both at the end" in page
     assert "6 of 6 (100%)" in page
 
 

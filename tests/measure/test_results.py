@@ -13,8 +13,11 @@ from nudger.cli import main
 from nudger.measure.answers import save_answers
 from nudger.measure.results import all_figures
 from nudger.models import Journey
+from tests.adminkit import admin_app, make_admin, redis, sign_in
 from tests.factories import make_enrolment, make_person
 from tests.measure.kit import checkins, make_measured_journey, run, utc
+
+__all__ = ["redis"]
 
 START = date(2027, 3, 1)
 A, B = "asks-open-questions", "opens-1-1s-with-a-question-about-the-person-s-goal"
@@ -117,3 +120,48 @@ def test_the_report_lists_each_enrolments_ratings(session, settings, tmp_path):
         "recorded_at": "2027-03-01T10:00:00+00:00",
     }
     assert {r["value"] for r in first["ratings"] if r["behaviour"] == B} == {None}
+
+
+def rated_by_both(session, settings, managers_end: list[int]) -> Journey:
+    """Seven learners rate themselves at the end; their manager rates the first few."""
+    journey = make_measured_journey(session, measure={"at": ["end"]})
+    boss = make_person(session, "boss@example.com", "Grace Hopper")
+    selves = [5, 5, 2, 3, 4, 3, 2]
+    for i in range(len(selves)):
+        person = make_person(session, f"p{i}@example.com", f"P{i}", manager=boss)
+        make_enrolment(session, person, journey, START)
+    run(session, settings, utc(2027, 3, 11, 9))
+    order: dict[int, int] = {}
+    for c in checkins(session):
+        i = order.setdefault(c.enrolment_id, len(order))
+        if c.rater == "learner":
+            answers = {A: selves[i]}
+        elif i < len(managers_end):
+            answers = {A: managers_end[i]}
+        else:
+            answers = {A: 0}  # no chance to observe: no value, so no pair
+        save_answers(session, c.id, answers, c.sent_at + timedelta(hours=1))
+    session.commit()
+    return journey
+
+
+def test_the_self_manager_gap_is_the_mean_difference_over_people_rated_by_both(session, settings):
+    rated_by_both(session, settings, managers_end=[3, 4, 2, 2, 3])
+    [figures] = all_figures(session)
+    a = figures.behaviours[0]
+    # Pairs: 5-3, 5-4, 2-2, 3-2, 4-3 = 2, 1, 0, 1, 1; the two learners their manager
+    # could not rate are left out (a difference of means would say 24/7 - 14/5 = 0.63).
+    assert (a.gap_n, a.gap) == (5, 1.0)
+    assert a.gap_order == 1  # the end
+
+
+def test_the_gap_is_withheld_below_five_pairs(session, settings, redis):
+    journey = rated_by_both(session, settings, managers_end=[3, 4, 2, 2])
+    [figures] = all_figures(session)
+    assert (figures.behaviours[0].gap_n, figures.behaviours[0].gap) == (4, None)
+    make_admin(session, utc(2027, 3, 12))
+    client = admin_app(settings, utc(2027, 3, 12)).test_client()
+    sign_in(client)
+    text = client.get("/admin/").get_data(as_text=True)
+    assert journey.title in text
+    assert "4 people rated by both at the end; fewer than 5 pairs: mean hidden" in text

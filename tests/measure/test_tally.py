@@ -10,7 +10,7 @@ from sqlmodel import select
 from nudger.measure.answers import save_answers
 from nudger.measure.results import journey_figures
 from nudger.measure.tally import pair_of, rebuild
-from nudger.models import RatingCount, RatingSummary
+from nudger.models import RatingCount, RatingGap, RatingSummary
 from tests.measure.kit import checkins
 from tests.measure.test_results import A, B, answered_journey
 
@@ -23,7 +23,7 @@ def figures_json(session, journey, **kw) -> dict:
     return out
 
 
-def tallies(session) -> tuple[list, list]:
+def tallies(session) -> tuple[list, list, list]:
     session.expire_all()
     s = sorted(
         (r.behaviour, r.rater, r.pairs, r.start_sum, r.latest_sum, r.improved)
@@ -35,7 +35,13 @@ def tallies(session) -> tuple[list, list]:
         for r in session.exec(select(RatingCount))
         if r.count
     )
-    return s, c
+    g = sorted(
+        (r.behaviour, r.checkpoint_order, r.difference, r.count)
+        for r in session.exec(select(RatingGap))
+        if r.count
+    )
+    assert g, "the answers give self-manager pairs"
+    return s, c, g
 
 
 def test_tallies_kept_on_save_equal_the_sums_of_every_rating(session, settings):

@@ -107,9 +107,11 @@ def test_a_learner_goes_from_the_email_link_to_done_with_a_note(settings, sessio
     with live_server(settings, at) as (base, app):
         live = app.extensions["nudger.settings"]
         tick(session, live, at, enqueue=False)
-        for other in others[:2]:  # two peers got there first
+        for i, other in enumerate(others[:2]):  # two peers got there first; one shares a note
             peer = session.exec(select(Outbox).where(Outbox.to_email == other.email)).one()
-            complete_step(session, peer.payload["enrolment_step_ids"][0], at)
+            note = "Read it on paper; the impact examples stuck better." if i else None
+            complete_step(session, peer.payload["enrolment_step_ids"][0], at, note=note,
+                          for_others=bool(note))  # fmt: skip
         url = emailed_done_url(session, engine, live, base, at)
         with chromium() as browser:
             page = browser.new_page(viewport=PHONE)
@@ -117,6 +119,9 @@ def test_a_learner_goes_from_the_email_link_to_done_with_a_note(settings, sessio
             page.goto(url)
             assert page.get_by_role("heading", name="Read the SBI one-pager").is_visible()
             assert page.get_by_role("link", name="Open the material").is_visible()
+            others_notes = page.get_by_role("region", name="From others who did this step")
+            assert "the impact examples stuck better" in others_notes.inner_text()
+            assert "Peer" not in others_notes.inner_text()  # words only, no name
             shot(page, "learner-done.png")
 
             note = page.get_by_label("What did you try? What happened?")
@@ -164,16 +169,21 @@ def test_a_learner_can_do_it_all_with_the_keyboard(settings, session, engine, no
                     break
             assert page.evaluate("document.activeElement.id") == "note-step"
             page.keyboard.type("Tried it by keyboard.")
-            # Onward to the button: the share box first, then "Mark as done".
+            # Onward to the button: the two share boxes first, then "Mark as done".
             page.keyboard.press("Tab")
+            page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement.id") == "later-step"
+            page.keyboard.press("Space")  # offer the note to the people who do the step later
+            assert page.is_checked("#later-step")
             page.keyboard.press("Tab")
             assert page.evaluate("document.activeElement.textContent") == "Mark as done"
             outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
             assert outline == "solid"  # the keyboard focus is visible
-            page.keyboard.press("Enter")
-            page.wait_for_load_state()
+            with page.expect_navigation():
+                page.keyboard.press("Enter")
             assert "Done:" in page.inner_text("h1")
-    assert sent_steps(session, enrolment)["read-sbi"].note == "Tried it by keyboard."
+    done = sent_steps(session, enrolment)["read-sbi"]
+    assert (done.note, done.note_for_others) == ("Tried it by keyboard.", True)
 
 
 def test_a_manager_confirms_a_feedback_step(settings, session, engine, now):

@@ -41,13 +41,18 @@ def answer_url(base: str, behaviour: str, value: int) -> str:
     return f"{base}?{urlencode({'b': behaviour, 'v': value})}"
 
 
-def compose_checkin(
-    session: Session, settings: Settings, row: Outbox, now: datetime
-) -> EmailMessage | None:
-    """Build a check-in (or its reminder) for the open check-ins the row names."""
-    reminder = bool(row.payload.get("reminder"))
-    recipient = session.get(Person, row.person_id)
-    ids = row.payload.get("checkin_ids", [])
+def checkin_blocks(
+    session: Session,
+    settings: Settings,
+    ids: list[int],
+    recipient: Person | None,
+    now: datetime,
+    reminder: bool,
+) -> list[dict]:
+    """Return a block per open check-in named, for its rater (`recipient`): whom it is
+    about, its page and one link per answer; a reminder leaves out those answered."""
+    if recipient is None or not ids:
+        return []
     found = session.exec(
         select(Checkin, Enrolment, Person, Journey)
         .join(Enrolment, Enrolment.id == Checkin.enrolment_id)
@@ -58,7 +63,7 @@ def compose_checkin(
     ).all()
     blocks = []
     for checkin, _enrolment, learner, journey in found:
-        if checkin.state != "sent" or checkin.rater_id != row.person_id:
+        if checkin.state != "sent" or checkin.rater_id != recipient.id:
             continue
         if (checkin.closes_at and checkin.closes_at <= now) or (reminder and checkin.answered_at):
             continue
@@ -69,9 +74,10 @@ def compose_checkin(
                 "learner": person_ctx(learner),
                 "journey": journey_ctx(journey),
                 "checkpoint": checkpoint_label(checkin.checkpoint),
+                "manager": checkin.rater == "manager",
                 "url": url,
                 "closes_on": local_date(checkin.closes_at, recipient.timezone)
-                if checkin.closes_at and recipient
+                if checkin.closes_at
                 else None,
                 "behaviours": [
                     {
@@ -86,11 +92,22 @@ def compose_checkin(
                 ],
             }
         )
+    return blocks
+
+
+def compose_checkin(
+    session: Session, settings: Settings, row: Outbox, now: datetime
+) -> EmailMessage | None:
+    """Build a check-in (or its reminder) for the open check-ins the row names."""
+    reminder = bool(row.payload.get("reminder"))
+    recipient = session.get(Person, row.person_id)
+    ids = row.payload.get("checkin_ids", [])
+    blocks = checkin_blocks(session, settings, ids, recipient, now, reminder)
     if recipient is None or not blocks:
         return None
     ctx = {
         "person": person_ctx(recipient),
-        "manager": any(c.rater == "manager" for c, *_ in found),
+        "manager": any(b["manager"] for b in blocks),
         "reminder": reminder,
         "blocks": blocks,
         "journey": blocks[0]["journey"] if len(blocks) == 1 else None,

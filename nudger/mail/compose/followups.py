@@ -20,6 +20,7 @@ from nudger import tokens
 from nudger.calendar import local_date
 from nudger.config import Settings
 from nudger.journeys.spec import CONFIRM, LEVELS
+from nudger.mail.compose.checkins import checkin_blocks
 from nudger.mail.context import (
     journey_ctx,
     live_step_count,
@@ -114,8 +115,12 @@ def compose_digest(
     team_url = tokens.link(settings, "team", "team", recipient.id) if recipient else None
     as_of = _as_of(row, now)
     groups, levels = _groups(session, settings, row.to_email, team_url, as_of)
-    if not groups:
-        return None  # everyone caught up since the tick decided
+    # The manager's check-ins still unanswered when the tick decided, as they are now.
+    asks = checkin_blocks(
+        session, settings, row.payload.get("checkin_ids", []), recipient, now, reminder=True
+    )
+    if not groups and not asks:
+        return None  # everyone caught up (and answered) since the tick decided
     if recipient is not None:
         prefs_url = tokens.link(settings, "prefs", "prefs", recipient.id)
         who = person_ctx(recipient)
@@ -130,6 +135,7 @@ def compose_digest(
         "base_url": settings.base_url,
         "level": next((level for level in LEVELS if level in levels), "manager"),
         "groups": groups,
+        "checkins": asks,
         "on_track": _on_track(session, recipient, named, as_of) if recipient else 0,
         "unreachable": _unreachable_reports(session, recipient, named) if recipient else [],
         "team_url": team_url,

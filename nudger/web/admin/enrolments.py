@@ -12,8 +12,9 @@ from nudger.enrolments import changes as domain
 from nudger.inbound import listing
 from nudger.insights import ledger
 from nudger.insights import search as lookup
-from nudger.models import Enrolment, Journey, Person
+from nudger.models import Enrolment, EnrolmentStep, Journey, Person
 from nudger.privacy import erasure
+from nudger.progress import NoSharedNote, set_note_hidden
 from nudger.web import db, id_arg, settings
 from nudger.web.admin.console import actor, clock, safe_next
 from nudger.web.admin.csv import csv_download
@@ -115,6 +116,30 @@ def move(enrolment_id: int):
         flash(f"{person.email} now starts on {new_date.isoformat()}; steps not yet sent follow.")
     else:
         flash(f"{person.email} already starts on {new_date.isoformat()}.")
+    return redirect(_back(enrolment))
+
+
+@bp.post("/notes/<int:es_id>/<any(hide, show):action>")
+def note_visibility(es_id: int, action: str):
+    session = db()
+    es = session.get(EnrolmentStep, es_id) or abort(404)
+    enrolment = session.get(Enrolment, es.enrolment_id)
+    try:
+        changed = set_note_hidden(session, es_id, action == "hide", clock(), actor())
+    except NoSharedNote:
+        abort(404)
+    if action == "hide":
+        flash(
+            "The note is hidden from later learners."
+            if changed
+            else "Nothing changed: the note was already hidden."
+        )
+    else:
+        flash(
+            "The note is shown to later learners again."
+            if changed
+            else "Nothing changed: the note was already shown."
+        )
     return redirect(_back(enrolment))
 
 

@@ -13,6 +13,7 @@ from nudger.insights import charts
 from nudger.mail import previews
 from nudger.mail.previews import message_parts as mail_parts
 from nudger.models import Enrolment, Journey
+from nudger.progress import offered_notes
 from nudger.web import db, settings
 from nudger.web.admin.console import clock, current_admin
 from nudger.web.downloads import attachment
@@ -59,6 +60,7 @@ def show(slug: str):
         steps=steps,
         chart=chart,
         emails=previews.previews(plan),
+        notes=offered_notes(db(), journey.id),
     )
 
 
