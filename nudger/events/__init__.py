@@ -129,7 +129,9 @@ def after(
     commits, so a long transaction (a large import) could commit ids below events
     already read: there events are read in (transaction id, id) order, and only
     those of transactions older than the oldest one still running, whose rows can
-    no longer change. A transaction left open holds the feed back until it ends.
+    no longer change. Transaction ids are the server's: a writing transaction
+    left open on the same server, in any database, holds the feed back until it
+    ends (late, never skipped).
     """
     if not _CURSOR.match(cursor):
         raise BadCursor(cursor)
