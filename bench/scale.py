@@ -63,7 +63,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -291,7 +291,7 @@ def build(engine: Engine, n: int, due: int) -> dict:
     outbox_cols = ("dedupe_key, kind, to_email, person_id, enrolment_id, payload, state, attempts,"
                    " next_attempt_at, enqueued_at, last_error, message_id, subject, created_at,"
                    " sent_at")  # fmt: skip
-    mail = [("step", "es.sent_at", "1 = 1"), ("reminder", one_day, f"es.id % 3 <> 0")]
+    mail = [("step", "es.sent_at", "1 = 1"), ("reminder", one_day, "es.id % 3 <> 0")]
     with engine.begin() as conn:
         if loader.pg:
             conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
@@ -308,14 +308,16 @@ def build(engine: Engine, n: int, due: int) -> dict:
                 JOIN person p ON p.id = e.person_id
                 WHERE es.sent_at IS NOT NULL AND {where}
                 ORDER BY es.sent_at"""))  # fmt: skip
-        conn.execute(text("""
+        conn.execute(
+            text("""
             INSERT INTO linkhit (at, purpose, subject_id, method, user_agent, ip)
             SELECT es.done_at, 'step', es.id, 'GET', 'Mozilla/5.0', '192.0.2.1'
-            FROM enrolmentstep es WHERE es.status = 'done' AND es.id % 2 = 0"""))
+            FROM enrolmentstep es WHERE es.status = 'done' AND es.id % 2 = 0""")
+        )
     if loader.pg:
         with engine.begin() as conn:
             conn.exec_driver_sql("SET maintenance_work_mem = '512MB'")
-            for table, index, ddl, constraint in dropped:
+            for table, _index, ddl, constraint in dropped:
                 if constraint:
                     conn.exec_driver_sql(f"ALTER TABLE {table} ADD CONSTRAINT {constraint} {ddl}")
                 else:
@@ -536,8 +538,9 @@ def bare_copy(engine: Engine, path: Path) -> None:
         for r in csv.DictReader(f):
             name = f"{r['first_name']} {r['last_name']}"
             people[r["email"]] = (r["email"], name, r["timezone"], r["country"], stamp, stamp)
-            people.setdefault(r["manager_email"],
-                              (r["manager_email"], r["manager_name"], "UTC", "", stamp, stamp))
+            people.setdefault(
+                r["manager_email"], (r["manager_email"], r["manager_name"], "UTC", "", stamp, stamp)
+            )
             pairs.append((r["email"], r["start_date"]))  # fmt: skip
     loader = Loader(engine)
     cols = ["email", "name", "timezone", "country", "created_at", "updated_at"]
@@ -712,7 +715,9 @@ def main() -> None:
     parser.add_argument("--import-runs", type=int, default=1)
     parser.add_argument("--requests", type=int, default=7)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
-    parser.add_argument("--sqlite-baseline", type=Path, default=ROOT / "bench" / "scale_sqlite.json")
+    parser.add_argument(
+        "--sqlite-baseline", type=Path, default=ROOT / "bench" / "scale_sqlite.json"
+    )
     parser.add_argument("--save-sqlite-baseline", action="store_true")
     parser.add_argument("--child", choices=["baseline", "import", "upload"], help=argparse.SUPPRESS)
     parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
@@ -749,7 +754,8 @@ def main() -> None:
             ratio = big["wall"] / base["wall"]
             figures["tick"] = big["wall"]
             sent = big["counts"].get("step", 0)
-            table.add(f"tick(now), {sent:,} due of {n:,}", f"{ms(big['wall'])} (CPU {ms(big['cpu'])})",
+            table.add(f"tick(now), {sent:,} due of {n:,}",
+                      f"{ms(big['wall'])} (CPU {ms(big['cpu'])})",
                       f"{small:,} with {base['counts'].get('step', 0):,} due: {ms(base['wall'])}"
                       f" (CPU {ms(base['cpu'])}); ratio {ratio:.2f}x",
                       "< 1 s and <= 1.5x", big["wall"] < 1 and ratio <= 1.5)  # fmt: skip
@@ -798,7 +804,8 @@ def main() -> None:
                       f"{med('first_tick', 1):.1f} s", "-", "< 10 s",
                       med("first_tick", 1) < 10)  # fmt: skip
             table.add(f"`nudger import` of {n:,} rows",
-                      f"{med('seconds', 1):.1f} s (CPU {med('cpu', 1):.1f} s), peak RSS {rss:.0f} MB",
+                      f"{med('seconds', 1):.1f} s (CPU {med('cpu', 1):.1f} s), "
+                      f"peak RSS {rss:.0f} MB",
                       f"parse + {'COPY' if not sqlite else 'executemany'} {med('seconds', 0):.1f} s"
                       f" (RSS {med('rss_mb', 0):.0f} MB); ratio {ratio:.2f}x",
                       "<= 3x, RSS < 500 MB", ratio <= 3 and rss < 500)  # fmt: skip
@@ -822,7 +829,7 @@ def main() -> None:
 
 
 def sqlite_row(args, n: int, figures: dict[str, float], table: Table) -> None:
-    """Compare the SQLite figures with those recorded before the scale work (--save-... writes them)."""
+    """Compare the SQLite figures with those recorded before (--save-sqlite-baseline)."""
     if args.save_sqlite_baseline:
         args.sqlite_baseline.write_text(json.dumps({"enrolments": n, **figures}, indent=1) + "\n")
         table.add("SQLite figures saved", json.dumps(figures), "-", "-", None)
