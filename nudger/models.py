@@ -178,6 +178,22 @@ class Outbox(SQLModel, table=True):
 
     __table_args__ = (
         Index("ix_outbox_state_next", "state", "next_attempt_at"),
+        # The ledger's filters, newest first, each read from its own index (keyset pages):
+        # a state or a kind, and failures split the way the ledger shows them.
+        Index("ix_outbox_state_id", "state", "id"),
+        Index("ix_outbox_kind_id", "kind", "id"),
+        Index(
+            "ix_outbox_bounced",
+            "id",
+            sqlite_where=text("state = 'failed' AND last_error LIKE '5__ %'"),
+            postgresql_where=text("state = 'failed' AND last_error LIKE '5__ %'"),
+        ),
+        Index(
+            "ix_outbox_failed",
+            "id",
+            sqlite_where=text("state = 'failed' AND last_error NOT LIKE '5__ %'"),
+            postgresql_where=text("state = 'failed' AND last_error NOT LIKE '5__ %'"),
+        ),
         # Rows whose subject retention has not pruned yet, oldest first: the
         # hourly prune reads only what it will change, however long the ledger.
         Index(
