@@ -47,6 +47,7 @@ class Settings:
     send_lease_seconds: int = 300
     max_attempts: int = 6
     retain_mail_days: int = 180  # stored copies of sent mail older than this are pruned; 0: kept
+    retain_history_days: int = 730  # ledger rows and link hits older than this go; 0: kept
     testing: bool = False
 
     @property
@@ -125,6 +126,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         "send_lease_seconds": int(env.get("NUDGER_SEND_LEASE_SECONDS", "300")),
         "max_attempts": int(env.get("NUDGER_MAX_ATTEMPTS", "6")),
         "retain_mail_days": int(env.get("NUDGER_RETAIN_MAIL_DAYS", "180")),
+        "retain_history_days": int(env.get("NUDGER_RETAIN_HISTORY_DAYS", "730")),
     }
     values.update(overrides)
     if not values["secret_key"]:

@@ -182,6 +182,8 @@ class Outbox(SQLModel, table=True):
         # a state or a kind, and failures split the way the ledger shows them.
         Index("ix_outbox_state_id", "state", "id"),
         Index("ix_outbox_kind_id", "kind", "id"),
+        # Retention deletes the oldest rows first, however long the ledger.
+        Index("ix_outbox_created", "created_at"),
         Index(
             "ix_outbox_bounced",
             "id",
@@ -293,7 +295,7 @@ class LinkHit(SQLModel, table=True):
     """A request on an emailed link; scanners show up here, never as engagement."""
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = _ts(default_factory=utcnow)
+    at: datetime = _ts(default_factory=utcnow, index=True)  # retention prunes oldest first
     purpose: str = Field(max_length=12)
     subject_id: int = Field(index=True)
     method: str = Field(max_length=8)

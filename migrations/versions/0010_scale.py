@@ -1,4 +1,4 @@
-"""indexes for a million enrolments: the ledger's filters
+"""indexes for a million enrolments: the ledger's filters, retention oldest first
 
 Revision ID: 0010_scale
 Revises: 0005_ratings
@@ -23,6 +23,7 @@ def upgrade() -> None:
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_state_id', ['state', 'id'], unique=False)
         batch_op.create_index('ix_outbox_kind_id', ['kind', 'id'], unique=False)
+        batch_op.create_index('ix_outbox_created', ['created_at'], unique=False)
         batch_op.create_index(
             'ix_outbox_bounced', ['id'], unique=False,
             sqlite_where=sa.text(FAILED), postgresql_where=sa.text(FAILED),
@@ -31,11 +32,16 @@ def upgrade() -> None:
             'ix_outbox_failed', ['id'], unique=False,
             sqlite_where=sa.text(FAILED_OTHER), postgresql_where=sa.text(FAILED_OTHER),
         )
+    with op.batch_alter_table('linkhit', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_linkhit_at'), ['at'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('linkhit', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_linkhit_at'))
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_failed')
         batch_op.drop_index('ix_outbox_bounced')
+        batch_op.drop_index('ix_outbox_created')
         batch_op.drop_index('ix_outbox_kind_id')
         batch_op.drop_index('ix_outbox_state_id')
