@@ -10,7 +10,18 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint, false, text
+from sqlalchemy import (
+    DDL,
+    JSON,
+    Column,
+    Index,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+    event,
+    false,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from nudger.db import UTCDateTime, utcnow
@@ -36,8 +47,32 @@ def is_placeholder_address(email: str) -> bool:
 NO_DIGEST = "never"
 
 
+def _trigram(name: str, column: str) -> Index:
+    """A PostgreSQL trigram index: `LIKE` and `ILIKE '%text%'` searches read it, not every row.
+
+    SQLite has none (it scans; its installs are small), so the index exists on
+    PostgreSQL only; the pg_trgm extension is created with the tables.
+    """
+    return Index(
+        name, column, postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"}
+    ).ddl_if(dialect="postgresql")
+
+
+event.listen(
+    SQLModel.metadata,
+    "before_create",
+    DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(dialect="postgresql"),
+)
+
+
 class Person(SQLModel, table=True):
     """A learner, a manager, or both: anyone Nudger emails."""
+
+    # The console's search matches any part of an address or a name.
+    __table_args__ = (
+        _trigram("ix_person_email_trgm", "email"),
+        _trigram("ix_person_name_trgm", "name"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True)  # stored lower-case
@@ -178,6 +213,7 @@ class Outbox(SQLModel, table=True):
 
     __table_args__ = (
         Index("ix_outbox_state_next", "state", "next_attempt_at"),
+        _trigram("ix_outbox_to_email_trgm", "to_email"),  # the ledger's recipient search
         # The ledger's filters, newest first, each read from its own index (keyset pages):
         # a state or a kind, and failures split the way the ledger shows them.
         Index("ix_outbox_state_id", "state", "id"),

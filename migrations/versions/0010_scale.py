@@ -1,4 +1,4 @@
-"""indexes for a million enrolments: the ledger's filters, retention oldest first
+"""indexes for a million enrolments: the ledger's filters, retention oldest first, search
 
 Revision ID: 0010_scale
 Revises: 0005_ratings
@@ -19,7 +19,19 @@ FAILED = "state = 'failed' AND last_error LIKE '5__ %'"
 FAILED_OTHER = "state = 'failed' AND last_error NOT LIKE '5__ %'"
 
 
+TRIGRAMS = [
+    ('ix_person_email_trgm', 'person', 'email'),
+    ('ix_person_name_trgm', 'person', 'name'),
+    ('ix_outbox_to_email_trgm', 'outbox', 'to_email'),
+]
+
+
 def upgrade() -> None:
+    if op.get_bind().dialect.name == 'postgresql':
+        # Searches for any part of an address or a name read these, not every row.
+        op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
+        for name, table, expression in TRIGRAMS:
+            op.execute(f'CREATE INDEX {name} ON {table} USING gin ({expression} gin_trgm_ops)')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_state_id', ['state', 'id'], unique=False)
         batch_op.create_index('ix_outbox_kind_id', ['kind', 'id'], unique=False)
@@ -37,6 +49,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == 'postgresql':
+        for name, _table, _expression in TRIGRAMS:
+            op.execute(f'DROP INDEX {name}')
     with op.batch_alter_table('linkhit', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_linkhit_at'))
     with op.batch_alter_table('outbox', schema=None) as batch_op:

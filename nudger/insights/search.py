@@ -98,7 +98,8 @@ def _filtered(query, f: EnrolmentFilter, now: datetime):
         matching = select(Person.id).where(
             or_(
                 Person.email.contains(needle, autoescape=True),
-                func.lower(Person.name).contains(needle, autoescape=True),
+                # ILIKE on PostgreSQL, which the trigram index of names serves.
+                Person.name.icontains(needle, autoescape=True),
             )
         )
         query = query.where(Enrolment.person_id.in_(matching))
