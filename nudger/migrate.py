@@ -31,7 +31,6 @@ def current_revision(settings: Settings) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-
 def include_object_on(dialect_name: str):
     """Return Alembic's include_object for a dialect: what the models create there.
 
@@ -39,7 +38,7 @@ def include_object_on(dialect_name: str):
     trigram ones) is not missing from SQLite.
     """
 
-    def include(obj, name, type_, reflected, compare_to) -> bool:  # noqa: ARG001
+    def include(obj, name, type_, reflected, compare_to) -> bool:
         dialect = getattr(getattr(obj, "_ddl_if", None), "dialect", None)
         if reflected or not dialect:
             return True

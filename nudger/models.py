@@ -339,6 +339,14 @@ class LinkHit(SQLModel, table=True):
     ip: str = Field(default="", max_length=64)
 
 
+class DashboardSnapshot(SQLModel, table=True):
+    """The dashboard's figures as computed at one time (nudger.insights.snapshots)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    computed_at: datetime = _ts()
+    data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
 class CapturedMail(SQLModel, table=True):
     """A message kept by the `outbox:` transport, shown at /outbox."""
 

@@ -47,3 +47,15 @@ def import_csv(upload_id: str, dry_run: bool) -> dict:
     settings, engine = runtime()
     store = UploadStore(settings.instance_path)
     return run_upload(settings, engine, store, upload_id, dry_run, utcnow())
+
+
+def refresh_dashboard() -> str:
+    """Compute the dashboard's figures and store them (the clock asks when they get old)."""
+    from sqlmodel import Session
+
+    from nudger.db import utcnow
+    from nudger.insights.snapshots import refresh
+
+    settings, engine = runtime()
+    with Session(engine, expire_on_commit=False) as session:
+        return refresh(session, utcnow()).computed_at.isoformat()

@@ -1,4 +1,4 @@
-"""indexes for a million enrolments: the ledger's filters, retention oldest first, search
+"""indexes for a million enrolments: the ledger's filters, retention oldest first, search, the dashboard's snapshot
 
 Revision ID: 0010_scale
 Revises: 0005_ratings
@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+import nudger.db
 
 revision: str = '0010_scale'
 down_revision: str | None = '0005_ratings'
@@ -27,6 +29,12 @@ TRIGRAMS = [
 
 
 def upgrade() -> None:
+    op.create_table('dashboardsnapshot',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('computed_at', nudger.db.UTCDateTime(), nullable=False),
+    sa.Column('data', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
     if op.get_bind().dialect.name == 'postgresql':
         # Searches for any part of an address or a name read these, not every row.
         op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
@@ -49,6 +57,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('dashboardsnapshot')
     if op.get_bind().dialect.name == 'postgresql':
         for name, _table, _expression in TRIGRAMS:
             op.execute(f'DROP INDEX {name}')
