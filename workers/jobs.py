@@ -56,6 +56,6 @@ def refresh_dashboard() -> str:
     from nudger.db import utcnow
     from nudger.insights.snapshots import refresh
 
-    settings, engine = runtime()
+    _settings, engine = runtime()
     with Session(engine, expire_on_commit=False) as session:
         return refresh(session, utcnow()).computed_at.isoformat()
