@@ -637,10 +637,10 @@ def upload_child(path: Path, url: str, redis_url: str, tmp: Path) -> None:
             with path.open("rb") as f:
                 shutil.copyfileobj(f, out_file)
             out_file.write(f"\r\n--{boundary}--\r\n".encode())
+        kind = f"multipart/form-data; boundary={boundary}"
         with body.open("rb") as f:
-            response = client.post("/admin/upload", input_stream=f,
-                                   content_length=body.stat().st_size,
-                                   content_type=f"multipart/form-data; boundary={boundary}")  # fmt: skip
+            response = client.post("/admin/upload", input_stream=f, content_type=kind,
+                                   content_length=body.stat().st_size)  # fmt: skip
         assert response.status_code == 302, response.status_code
         out["upload_request_s"] = time.perf_counter() - started
         upload_id = response.headers["Location"].rstrip("/").split("/")[-1]
