@@ -531,10 +531,15 @@ def fresh_schema(url: str) -> tuple[Engine, str, str]:
         SQLModel.metadata.create_all(engine)
         add_journeys(engine)
         return engine, "", url
-    engine, schema = import_bench.fresh_engine(url)
+    # A schema of its own; public stays on the path for pg_trgm's operator classes.
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with create_engine(url).begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    engine = create_engine(url, connect_args={"options": f"-csearch_path={schema},public"})
+    SQLModel.metadata.create_all(engine)
     add_journeys(engine)
     sep = "&" if "?" in url else "?"
-    return engine, schema, f"{url}{sep}options=-csearch_path%3D{schema}"
+    return engine, schema, f"{url}{sep}options=-csearch_path%3D{schema}%2Cpublic"
 
 
 def bare_copy(engine: Engine, path: Path) -> None:
