@@ -536,7 +536,8 @@ def fresh_schema(url: str) -> tuple[Engine, str, str]:
     with create_engine(url).begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     engine = create_engine(url, connect_args={"options": f"-csearch_path={schema},public"})
-    SQLModel.metadata.create_all(engine)
+    # checkfirst would find public's tables on the path and create none here.
+    SQLModel.metadata.create_all(engine, checkfirst=False)
     add_journeys(engine)
     sep = "&" if "?" in url else "?"
     return engine, schema, f"{url}{sep}options=-csearch_path%3D{schema}%2Cpublic"
