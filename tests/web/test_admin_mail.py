@@ -170,3 +170,17 @@ def test_state_counts_stop_at_the_cap_and_say_so(settings, session, now, monkeyp
     page = client.get("/admin/mail").get_data(as_text=True)
     assert 'Sent <span class="count">2+</span>' in page
     assert 'Bounced <span class="count">1</span>' in page
+
+
+def test_a_whole_address_finds_that_recipient_and_a_part_finds_every_match(session):
+    session.add_all(
+        Outbox(dedupe_key=email, kind="step", to_email=email, state="sent")
+        for email in ("ada@example.com", "bada@example.com", "ada@example.org")
+    )
+    session.commit()
+
+    def found(q: str) -> list[str]:
+        return sorted(r.to_email for r in ledger.page(session, ledger.MailFilter(q=q))[0])
+
+    assert found("ada@example.com") == ["ada@example.com"]
+    assert found("ada@example") == ["ada@example.com", "ada@example.org", "bada@example.com"]
