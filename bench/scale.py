@@ -854,7 +854,7 @@ def main() -> None:
             u = run_child(["--child", "upload", "--csv", str(path), "--database-url", child_url,
                            "--redis-url", args.redis_url])  # fmt: skip
             steps = [p for p in u["progress"] if 0 < p[1] < 1]
-            ok = (u["state"] == "committed" or u["enrolments"] >= n) and u["web_rss_mb"] < 200
+            ok = u["state"] == "committed" and u["enrolments"] >= n and u["web_rss_mb"] < 200
             table.add(f"web upload of {n:,} rows",
                       f"{u['state']} in {u['total_s']:.0f} s ({u['enrolments']:,} enrolments), "
                       f"web RSS {u['web_rss_mb']:.0f} MB, {len(steps)} progress readings "
