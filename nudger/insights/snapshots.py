@@ -6,7 +6,9 @@ completions per day) are computed together and stored as one JSON row; a view
 shows the stored figures, with the time they were computed, while they are
 younger than SNAPSHOT_TTL. The clock asks a worker for fresh ones once they are
 REFRESH_AFTER old, so that views rarely meet old figures; a view that does
-(or finds none: a new install, no worker) computes them itself and stores them.
+(or finds none: a new install, no worker, or an import has just enrolled
+people and dropped them) computes them itself and stores them. Other changes
+show within SNAPSHOT_TTL.
 """
 
 from __future__ import annotations

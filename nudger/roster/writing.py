@@ -10,14 +10,22 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TypeVar
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlmodel import Session
 from sqlmodel import select as orm_select
 
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
 from nudger.measure.checkpoints import Measure
-from nudger.models import AuditLog, Enrolment, ImportBatch, Journey, Person, Step
+from nudger.models import (
+    AuditLog,
+    DashboardSnapshot,
+    Enrolment,
+    ImportBatch,
+    Journey,
+    Person,
+    Step,
+)
 from nudger.roster.checks import EnrolmentRow, RowChecker
 from nudger.roster.known import KnownPeople, chunks
 from nudger.roster.result import RowError
@@ -255,6 +263,8 @@ def write_all(
         audit = dict(at=now, actor=batch["actor"], action="import", subject_type="import_batch",
                      subject_id=batch_id, detail=detail)  # fmt: skip
         conn.execute(insert(AuditLog.__table__), audit)
+        # The dashboard's stored figures predate these learners: the next view counts them.
+        conn.execute(delete(DashboardSnapshot.__table__))
         session.commit()
     except BaseException:
         session.rollback()

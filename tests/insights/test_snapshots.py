@@ -68,3 +68,18 @@ def test_the_clock_asks_a_worker_for_fresh_figures_once_they_get_old(
     assert (first["dashboard_refresh"], again["dashboard_refresh"]) == (1, 0)
     assert snapshots.latest(session) is not None and not snapshots.stale(session, now)
     assert "dashboard_refresh" not in clock.run_once(settings)  # fresh: nothing to ask
+
+
+def test_an_import_drops_the_stored_figures_so_the_next_view_counts_its_learners(
+    session, settings, now
+):
+    import io
+
+    from nudger.roster import import_roster
+
+    build_cohort(session, settings, now)
+    snapshots.refresh(session, now)
+    rows = "email,name,journey\nnew@example.com,New,giving-feedback\n"
+    assert import_roster(session, settings, io.BytesIO(rows.encode()), now=now).ok
+    assert snapshots.latest(session) is None
+    assert sum(j.enrolled for j in snapshots.figures(session, now).journeys) == 6
