@@ -100,7 +100,7 @@ def fresh_engine(url: str, tmp: Path) -> tuple[Engine, str, str]:
     with create_engine(url).begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     sep = "&" if "?" in url else "?"
-    scoped = f"{url}{sep}options=-csearch_path%3D{schema}"
+    scoped = f"{url}{sep}options=-csearch_path%3D{schema}%2Cpublic"  # public: pg_trgm
     return create_engine(scoped, pool_size=5), scoped, schema
 
 

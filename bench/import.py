@@ -77,7 +77,8 @@ def fresh_engine(url: str) -> tuple[Engine, str]:
         schema = f"bench_{uuid.uuid4().hex[:12]}"
         with create_engine(url).begin() as conn:
             conn.execute(text(f"CREATE SCHEMA {schema}"))
-        engine = create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+        # public stays on the path for pg_trgm's operator classes
+        engine = create_engine(url, connect_args={"options": f"-csearch_path={schema},public"})
     SQLModel.metadata.create_all(engine)
     return engine, schema
 

@@ -149,7 +149,7 @@ def fresh_database(url: str) -> tuple[str, str]:
     with create_engine(url).begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options=-csearch_path%3D{schema}", schema
+    return f"{url}{sep}options=-csearch_path%3D{schema}%2Cpublic", schema  # public: pg_trgm
 
 
 def drop_database(url: str, base_url: str, schema: str) -> None:

@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 
 from nudger import models  # noqa: F401  (registers the tables)
 from nudger.db import get_engine
+from nudger.migrate import include_object_on
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -29,6 +30,7 @@ def _run(connection) -> None:
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object_on(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -34,7 +34,9 @@ def create_app(config: dict | Settings | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         # A learner may leave a done page open for days before pressing the button.
         WTF_CSRF_TIME_LIMIT=None,
-        MAX_CONTENT_LENGTH=64 * 1024 * 1024,
+        # A roster of a million learners is about 120 MB; the upload is spooled to disk
+        # as it arrives (werkzeug), so the limit bounds the disk, not this process's memory.
+        MAX_CONTENT_LENGTH=256 * 1024 * 1024,
         TESTING=settings.testing,
     )
     app.extensions["nudger.settings"] = settings

@@ -58,6 +58,7 @@ class Settings:
     xapi_url: str = ""  # the LRS's xAPI endpoint (…/xAPI); empty: no statements are sent
     xapi_key: str = ""
     xapi_secret: str = ""
+    retain_history_days: int = 730  # ledger rows and link hits older than this go; 0: kept
     testing: bool = False
 
     @property
@@ -145,6 +146,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         "xapi_url": env.get("NUDGER_XAPI_URL", "").rstrip("/"),
         "xapi_key": env.get("NUDGER_XAPI_KEY", ""),
         "xapi_secret": env.get("NUDGER_XAPI_SECRET", ""),
+        "retain_history_days": int(env.get("NUDGER_RETAIN_HISTORY_DAYS", "730")),
     }
     values.update(overrides)
     if not values["secret_key"]:

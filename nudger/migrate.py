@@ -29,3 +29,19 @@ def current_revision(settings: Settings) -> str | None:
 
     with get_engine(settings.database_url).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def include_object_on(dialect_name: str):
+    """Return Alembic's include_object for a dialect: what the models create there.
+
+    A PostgreSQL-only index (`Index(...).ddl_if(dialect="postgresql")`, the
+    trigram ones) is not missing from SQLite.
+    """
+
+    def include(obj, name, type_, reflected, compare_to) -> bool:
+        dialect = getattr(getattr(obj, "_ddl_if", None), "dialect", None)
+        if reflected or not dialect:
+            return True
+        return dialect_name in ({dialect} if isinstance(dialect, str) else set(dialect))
+
+    return include

@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Column,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     LargeBinary,
     Text,
     UniqueConstraint,
+    event,
     false,
     text,
 )
@@ -46,8 +48,32 @@ def is_placeholder_address(email: str) -> bool:
 NO_DIGEST = "never"
 
 
+def _trigram(name: str, column: str) -> Index:
+    """A PostgreSQL trigram index: `LIKE` and `ILIKE '%text%'` searches read it, not every row.
+
+    SQLite has none (it scans; its installs are small), so the index exists on
+    PostgreSQL only; the pg_trgm extension is created with the tables.
+    """
+    return Index(
+        name, column, postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"}
+    ).ddl_if(dialect="postgresql")
+
+
+event.listen(
+    SQLModel.metadata,
+    "before_create",
+    DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(dialect="postgresql"),
+)
+
+
 class Person(SQLModel, table=True):
     """A learner, a manager, or both: anyone Nudger emails."""
+
+    # The console's search matches any part of an address or a name.
+    __table_args__ = (
+        _trigram("ix_person_email_trgm", "email"),
+        _trigram("ix_person_name_trgm", "name"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True)  # stored lower-case
@@ -205,6 +231,25 @@ class Outbox(SQLModel, table=True):
 
     __table_args__ = (
         Index("ix_outbox_state_next", "state", "next_attempt_at"),
+        _trigram("ix_outbox_to_email_trgm", "to_email"),  # the ledger's recipient search
+        # The ledger's filters, newest first, each read from its own index (keyset pages):
+        # a state or a kind, and failures split the way the ledger shows them.
+        Index("ix_outbox_state_id", "state", "id"),
+        Index("ix_outbox_kind_id", "kind", "id"),
+        # Retention deletes the oldest rows first, however long the ledger.
+        Index("ix_outbox_created", "created_at"),
+        Index(
+            "ix_outbox_bounced",
+            "id",
+            sqlite_where=text("state = 'failed' AND last_error LIKE '5__ %'"),
+            postgresql_where=text("state = 'failed' AND last_error LIKE '5__ %'"),
+        ),
+        Index(
+            "ix_outbox_failed",
+            "id",
+            sqlite_where=text("state = 'failed' AND last_error NOT LIKE '5__ %'"),
+            postgresql_where=text("state = 'failed' AND last_error NOT LIKE '5__ %'"),
+        ),
         # Rows whose subject retention has not pruned yet, oldest first: the
         # hourly prune reads only what it will change, however long the ledger.
         Index(
@@ -305,12 +350,20 @@ class LinkHit(SQLModel, table=True):
     """A request on an emailed link; scanners show up here, never as engagement."""
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = _ts(default_factory=utcnow)
+    at: datetime = _ts(default_factory=utcnow, index=True)  # retention prunes oldest first
     purpose: str = Field(max_length=12)
     subject_id: int = Field(index=True)
     method: str = Field(max_length=8)
     user_agent: str = Field(default="", max_length=500)
     ip: str = Field(default="", max_length=64)
+
+
+class DashboardSnapshot(SQLModel, table=True):
+    """The dashboard's figures as computed at one time (nudger.insights.snapshots)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    computed_at: datetime = _ts()
+    data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 class CapturedMail(SQLModel, table=True):

@@ -10,15 +10,43 @@ from sqlmodel import Session
 
 from nudger.config import Settings
 from nudger.db import get_engine, utcnow
+from nudger.insights import snapshots
 from nudger.tick.run import tick
 
 log = logging.getLogger("nudger.clock")
 
 
 def run_once(settings: Settings) -> dict[str, int]:
-    """Tick at the current time."""
+    """Tick at the current time; ask a worker for fresh dashboard figures when they get old."""
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
-        return tick(session, settings, utcnow())
+        now = utcnow()
+        counts = tick(session, settings, now)
+        if snapshots.stale(session, now):
+            counts["dashboard_refresh"] = int(request_refresh(settings))
+        return counts
+
+
+def request_refresh(settings: Settings) -> bool:
+    """Enqueue the dashboard refresh unless one is waiting or running; False if Redis is down."""
+    from rq.job import Job, JobStatus
+
+    from nudger.queue import DEFAULT_QUEUE, queue, redis_connection
+
+    try:
+        conn = redis_connection(settings)
+        try:
+            status = Job.fetch(snapshots.REFRESH_JOB_ID, connection=conn).get_status()
+        except Exception:  # no such job (never enqueued, or expired): enqueue one
+            status = None
+        if status in (JobStatus.QUEUED, JobStatus.STARTED):
+            return False
+        queue(settings, DEFAULT_QUEUE).enqueue_call(
+            "workers.jobs.refresh_dashboard", job_id=snapshots.REFRESH_JOB_ID, result_ttl=60
+        )
+        return True
+    except Exception:  # the page computes its own figures when none are fresh
+        log.warning("could not ask for fresh dashboard figures", exc_info=True)
+        return False
 
 
 def run_forever(settings: Settings, interval: float = 60.0, totals: Counter | None = None) -> None:

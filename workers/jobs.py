@@ -72,3 +72,15 @@ def deliver_webhooks() -> dict[str, int]:
 
     settings, engine = runtime()
     return run(engine, settings, utcnow())
+
+
+def refresh_dashboard() -> str:
+    """Compute the dashboard's figures and store them (the clock asks when they get old)."""
+    from sqlmodel import Session
+
+    from nudger.db import utcnow
+    from nudger.insights.snapshots import refresh
+
+    _settings, engine = runtime()
+    with Session(engine, expire_on_commit=False) as session:
+        return refresh(session, utcnow()).computed_at.isoformat()

@@ -162,20 +162,28 @@ def erase(ctx: Context, email: str, yes: bool, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def prune(ctx: Context, now_text: str | None, as_json: bool) -> None:
-    """Delete stored copies and subjects of mail older than NUDGER_RETAIN_MAIL_DAYS."""
-    from nudger.privacy.retention import prune_mail
+    """Delete stored mail and old history (NUDGER_RETAIN_MAIL_DAYS, NUDGER_RETAIN_HISTORY_DAYS)."""
+    from nudger.privacy.retention import prune_history, prune_mail
 
     now, days = parse_now(now_text), ctx.settings.retain_mail_days
-    if days < 1:
-        emit(
-            as_json,
-            {"now": now.isoformat(), "retain_mail_days": days, "stored_copies": 0, "subjects": 0},
-            f"NUDGER_RETAIN_MAIL_DAYS is {days}: stored mail is kept; nothing pruned.",
-        )
-        return
+    history_days = ctx.settings.retain_history_days
     with ctx.session() as session:
         pruned = prune_mail(session, now, days)
-    cutoff = now - timedelta(days=days)
+        history = prune_history(session, now, history_days)
+    mail = (
+        f"Pruned mail older than {days} days "
+        f"(before {now - timedelta(days=days):%Y-%m-%d %H:%M} UTC): "
+        f"{pruned.stored_copies} stored copies deleted, {pruned.subjects} subjects removed; "
+        "the ledger rows stay."
+        if days >= 1
+        else f"NUDGER_RETAIN_MAIL_DAYS is {days}: stored mail is kept; nothing pruned."
+    )
+    kept = (
+        f"Pruned history older than {history_days} days: {history.ledger_rows} ledger rows "
+        f"and {history.link_hits} link hits deleted."
+        if history_days >= 1
+        else f"NUDGER_RETAIN_HISTORY_DAYS is {history_days}: the ledger and link hits are kept."
+    )
     emit(
         as_json,
         {
@@ -183,8 +191,9 @@ def prune(ctx: Context, now_text: str | None, as_json: bool) -> None:
             "retain_mail_days": days,
             "stored_copies": pruned.stored_copies,
             "subjects": pruned.subjects,
+            "retain_history_days": history_days,
+            "ledger_rows": history.ledger_rows,
+            "link_hits": history.link_hits,
         },
-        f"Pruned mail older than {days} days (before {cutoff:%Y-%m-%d %H:%M} UTC): "
-        f"{pruned.stored_copies} stored copies deleted, {pruned.subjects} subjects removed; "
-        "the ledger rows stay.",
+        f"{mail}\n{kept}",
     )

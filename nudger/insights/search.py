@@ -27,6 +27,7 @@ from nudger.models import (
 )
 
 PAGE = 50
+COUNT_CAP = 10_000  # the enrolments page counts matches up to here, then says "more than"
 BEHIND_CHOICES = ("", "yes", "escalated", "no")
 # Mail scanners that fetch every link (Defender Safe Links, Mimecast, Proofpoint, ...).
 _SCANNER = re.compile(
@@ -97,7 +98,8 @@ def _filtered(query, f: EnrolmentFilter, now: datetime):
         matching = select(Person.id).where(
             or_(
                 Person.email.contains(needle, autoescape=True),
-                func.lower(Person.name).contains(needle, autoescape=True),
+                # ILIKE on PostgreSQL, which the trigram index of names serves.
+                Person.name.icontains(needle, autoescape=True),
             )
         )
         query = query.where(Enrolment.person_id.in_(matching))
@@ -132,9 +134,16 @@ def _base(*columns):
     )
 
 
-def count(session: Session, f: EnrolmentFilter, now: datetime) -> int:
-    """Return how many enrolments match."""
-    return session.exec(_filtered(select(func.count()).select_from(Enrolment), f, now)).one()
+def count(session: Session, f: EnrolmentFilter, now: datetime, cap: int | None = None) -> int:
+    """Return how many enrolments match, or cap + 1 when more than `cap` do.
+
+    The page counts up to COUNT_CAP: reading a million enrolments (and their open
+    steps, for "behind") on every page view would cost more than the page.
+    """
+    if cap is None:
+        return session.exec(_filtered(select(func.count()).select_from(Enrolment), f, now)).one()
+    first = _filtered(select(Enrolment.id), f, now).limit(cap + 1).subquery()
+    return session.exec(select(func.count()).select_from(first)).one()
 
 
 def search(

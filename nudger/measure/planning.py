@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import false, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
@@ -31,7 +31,10 @@ def plan_checkins(
 ) -> int:
     """Plan the check-ins of every enrolment not planned yet; return how many rows were written."""
     # The partial index holds only unplanned enrolments: this costs what is new.
-    ids = sorted(session.exec(select(Enrolment.id).where(Enrolment.checkins_planned.is_(False))))
+    # `= false`, as the index's condition is written: `IS false` matches no index, and
+    # would read every enrolment on every tick.
+    unplanned = Enrolment.checkins_planned == false()
+    ids = sorted(session.exec(select(Enrolment.id).where(unplanned)))
     written = 0
     measures: dict[int, Measure | None] = {}
     for start in range(0, len(ids), CHUNK):

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, select
 
-from nudger.models import CapturedMail, InboundMessage, Outbox, TickRun
+from nudger.models import CapturedMail, EscalationEvent, InboundMessage, LinkHit, Outbox, TickRun
 
 PRUNE_BATCH = 500  # rows per pruning statement: each one locks only these, briefly
 PRUNE_BATCHES_PER_TICK = 20  # a backlog is worked off over several hours, never in one tick
@@ -107,6 +107,73 @@ def prune_mail(
         )
         session.commit()
         pruned.stored_copies += len(ids)
+        batches += 1
+    return pruned
+
+
+@dataclass
+class PrunedHistory:
+    """What one run of pruning history removed."""
+
+    ledger_rows: int = 0
+    link_hits: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.ledger_rows + self.link_hits
+
+
+def prune_history(
+    session: Session, now: datetime, days: int, *, max_batches: int | None = None
+) -> PrunedHistory:
+    """Delete ledger rows and link hits older than `days`, so neither grows without end.
+
+    Only ledger rows that will not change again (sent, failed, cancelled) go, and
+    never a digest an escalation event still names (the event would look
+    undigested and be told again). Like prune_mail: batches of PRUNE_BATCH rows
+    read oldest first from an index, each its own short transaction;
+    `max_batches` (per table) bounds one run. `days` below 1 keeps everything.
+    """
+    pruned = PrunedHistory()
+    if days < 1:
+        return pruned
+    cutoff = now - timedelta(days=days)
+    named = select(EscalationEvent.id).where(EscalationEvent.digest_outbox_id == Outbox.id)
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        ids = list(
+            session.exec(
+                select(Outbox.id)
+                .where(
+                    Outbox.created_at < cutoff,
+                    Outbox.state.in_(["sent", "failed", "cancelled"]),
+                    ~named.exists(),
+                )
+                .order_by(Outbox.created_at)
+                .limit(PRUNE_BATCH)
+            )
+        )
+        if not ids:
+            break
+        session.execute(delete(Outbox).where(Outbox.id.in_(ids)))
+        session.commit()
+        pruned.ledger_rows += len(ids)
+        batches += 1
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        ids = list(
+            session.exec(
+                select(LinkHit.id)
+                .where(LinkHit.at < cutoff)
+                .order_by(LinkHit.at)
+                .limit(PRUNE_BATCH)
+            )
+        )
+        if not ids:
+            break
+        session.execute(delete(LinkHit).where(LinkHit.id.in_(ids)))
+        session.commit()
+        pruned.link_hits += len(ids)
         batches += 1
     return pruned
 

@@ -31,6 +31,7 @@ from nudger.roster.writing import (
     existing_enrolments,
     journey_plans,
     plan_writes,
+    unmeasured_journeys,
     write_all,
 )
 
@@ -136,6 +137,7 @@ def _import(
         journey_ids = {p.journey.journey_id for p in reader.pairs.values()}
         enrolled = existing_enrolments(conn, person_ids, journey_ids)
         plan = plan_writes(reader, known, enrolled, settings, now)
+        plan.unmeasured = unmeasured_journeys(session)
     result.errors = sorted(reader.errors, key=lambda e: e.row)
     result.warnings = sorted(reader.warnings, key=lambda e: e.row)
     if result.errors:

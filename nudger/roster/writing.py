@@ -10,14 +10,23 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TypeVar
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlmodel import Session
 from sqlmodel import select as orm_select
 
 from nudger import events
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
-from nudger.models import AuditLog, Enrolment, ImportBatch, Journey, Person
+from nudger.measure.checkpoints import Measure
+from nudger.models import (
+    AuditLog,
+    DashboardSnapshot,
+    Enrolment,
+    ImportBatch,
+    Journey,
+    Person,
+    Step,
+)
 from nudger.roster.checks import EnrolmentRow, RowChecker
 from nudger.roster.known import KnownPeople, chunks
 from nudger.roster.result import RowError
@@ -32,8 +41,18 @@ WRITE_CHUNK = 5000  # rows per executemany: bounds the dicts alive at once
 
 
 def journey_plans(session: Session) -> dict[str, JourneyPlan]:
-    """Return every journey's schedule by slug; a handful of rows, so the ORM is fine."""
-    return {j.slug: JourneyPlan.build(j, []) for j in session.exec(orm_select(Journey))}
+    """Return every journey's schedule and steps by slug; a handful of rows, so the ORM is fine."""
+    steps: dict[int, list[Step]] = {}
+    for step in session.exec(orm_select(Step)):
+        steps.setdefault(step.journey_id, []).append(step)
+    return {
+        j.slug: JourneyPlan.build(j, steps.get(j.id, [])) for j in session.exec(orm_select(Journey))
+    }
+
+
+def unmeasured_journeys(session: Session) -> set[int]:
+    """Return the journeys that measure nothing: their enrolments have no check-ins to plan."""
+    return {j.id for j in session.exec(orm_select(Journey)) if Measure.of(j) is None}
 
 
 def existing_enrolments(conn: Connection, person_ids: list[int], journey_ids: set[int]) -> dict:
@@ -59,8 +78,9 @@ class WritePlan:
 
     new_people: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
     updates: dict[str, tuple[int, str, str, str, str]] = field(default_factory=dict)
-    enrolments: list[tuple[str, int, date]] = field(default_factory=list)
+    enrolments: list[tuple[str, int, date, datetime | None]] = field(default_factory=list)
     unchanged: int = 0
+    unmeasured: set[int] = field(default_factory=set)  # journeys with no check-ins to plan
 
     @property
     def empty(self) -> bool:
@@ -74,6 +94,7 @@ class _Starts:
         self.now = now
         self._defaults: dict[tuple, date] = {}
         self._slots: dict[tuple, date] = {}
+        self._first: dict[tuple, datetime | None] = {}
 
     def start(self, journey: JourneyPlan, tz: str, country: str, given: date | None):
         """Return (start date, whether a past `given` date moved to the next send slot)."""
@@ -90,6 +111,24 @@ class _Starts:
         if given < slot and cal.next_working_day(given) < slot:
             return slot, True
         return given, False
+
+    def next_action(self, journey: JourneyPlan, tz: str, country: str, start: date):
+        """Return when the tick must first look at a new enrolment: its first send time.
+
+        What the first tick would work out, done here once per journey, zone,
+        country and start date (a roster repeats them), so that a big import
+        leaves the next tick only the enrolments whose first step is due. A
+        first step due already is left to the tick at `now`; a journey without
+        steps has nothing to look at.
+        """
+        key = (journey.journey_id, tz, country, start)
+        if key not in self._first:
+            at = None
+            if journey.steps:
+                cal = journey.country_calendar(country)
+                at = max(journey.send_at(cal, tz, start, 0, journey.steps[0]), self.now)
+            self._first[key] = at
+        return self._first[key]
 
 
 def plan_writes(
@@ -151,7 +190,8 @@ def _plan_pair(
     if moved:
         message = f"in the past: starts on {start}, the next send slot, instead"
         warnings.append(RowError(pair.row, "start_date", pair.start.isoformat(), message))
-    plan.enrolments.append((email, pair.journey.journey_id, start))
+    next_at = starts.next_action(pair.journey, tz, country, start)
+    plan.enrolments.append((email, pair.journey.journey_id, start, next_at))
 
 
 # --- writing ------------------------------------------------------------------------
@@ -199,14 +239,15 @@ def _insert_enrolments(
     session: Session, plan: WritePlan, ids: dict[str, int], batch_id: int, now
 ) -> None:
     """Insert the enrolments and, in the same statements' wake, their `enrolment.created`."""
-    # next_action_at = now: the next tick picks the enrolment up and works out its real times.
-    same = dict(status="active", shift_days=0, next_action_at=now,
-                paused_at=None, reminders_muted=False, import_batch_id=batch_id,
-                created_at=now, updated_at=now)  # fmt: skip
+    # next_action_at is the first send time worked out in the plan: the tick looks at each
+    # enrolment when its first step is due, not all of them at the next minute.
+    same = dict(status="active", shift_days=0, paused_at=None, reminders_muted=False,
+                import_batch_id=batch_id, created_at=now, updated_at=now)  # fmt: skip
     rows = (
-        dict(same, person_id=ids[email], journey_id=journey_id, start_date=start)
-        for email, journey_id, start in plan.enrolments
-    )
+        dict(same, person_id=ids[email], journey_id=journey_id, start_date=start,
+             next_action_at=next_at, checkins_planned=journey_id in plan.unmeasured)
+        for email, journey_id, start, next_at in plan.enrolments
+    )  # fmt: skip
     t = Enrolment.__table__
     stmt = insert(t).returning(t.c.id, t.c.person_id, t.c.journey_id, t.c.start_date)
     conn = session.connection()
@@ -240,6 +281,8 @@ def write_all(
         audit = dict(at=now, actor=batch["actor"], action="import", subject_type="import_batch",
                      subject_id=batch_id, detail=detail)  # fmt: skip
         conn.execute(insert(AuditLog.__table__), audit)
+        # The dashboard's stored figures predate these learners: the next view counts them.
+        conn.execute(delete(DashboardSnapshot.__table__))
         session.commit()
     except BaseException:
         session.rollback()

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import update
 from sqlmodel import Session, func, select
 
+from nudger.bulk import among, insert_all, update_by_id
 from nudger.calendar import WorkCalendar, local_date, local_instant
 from nudger.config import Settings
 from nudger.journeys.spec import DigestSpec
@@ -279,20 +280,12 @@ def _carry(
         for event_id, email, enrolment_id, created_at in rows:
             if created_at <= digests[email][1]:
                 carried[email].append((event_id, enrolment_id))
-    table = EscalationEvent.__table__
-    params = [
-        {"event_id": event_id, "outbox_id": digests[email][0]}
-        for email, events in carried.items()
-        for event_id, _ in events
-    ]
-    if params:
-        # One statement, many parameter sets: the driver sends them together.
-        session.execute(
-            update(table)
-            .where(table.c.id == bindparam("event_id"))
-            .values(digest_outbox_id=bindparam("outbox_id")),
-            params,
-        )
+    changes = sorted(
+        (event_id, digests[email][0]) for email, events in carried.items() for event_id, _ in events
+    )
+    # A thousand rows per statement (unnest on PostgreSQL), in id order: with 40,000
+    # managers a quarter of a million events are carried at once.
+    update_by_id(session, EscalationEvent.__table__, "digest_outbox_id", changes)
     return [(digests[e][0], e, digests[e][2], events) for e, events in carried.items()]
 
 
@@ -306,26 +299,28 @@ def _audit_digests(
         rows = ctx.session.exec(
             select(Enrolment.id, Person.email)
             .join(Person, Person.id == Enrolment.person_id)
-            .where(Enrolment.id.in_(enrolment_ids[start : start + CHUNK]))
+            .where(among(ctx.session, Enrolment.id, enrolment_ids[start : start + CHUNK]))
         )
         learner_of.update(dict(rows.all()))
-    for outbox_id, email, period, carried in queued:
-        ctx.session.add(
-            AuditLog(
-                at=ctx.now,
-                actor="tick",
-                action="digest.queued",
-                subject_type="outbox",
-                subject_id=outbox_id,
-                detail={
-                    "recipient": email,
-                    "period": period,
-                    "event_ids": sorted(event_id for event_id, _ in carried),
-                    "learners": sorted({learner_of[e] for _, e in carried if e in learner_of}),
-                    "checkin_ids": asked.get(email, []),
-                },
-            )
-        )
+    rows = [
+        {
+            "at": ctx.now,
+            "actor": "tick",
+            "action": "digest.queued",
+            "subject_type": "outbox",
+            "subject_id": outbox_id,
+            "detail": {
+                "recipient": email,
+                "period": period,
+                "event_ids": sorted(event_id for event_id, _ in carried),
+                "learners": sorted({learner_of[e] for _, e in carried if e in learner_of}),
+                "checkin_ids": asked.get(email, []),
+            },
+        }
+        for outbox_id, email, period, carried in queued
+    ]
+    # In bulk, not as ORM objects: one row per digest, forty thousand at a time.
+    insert_all(ctx.session, AuditLog.__table__, rows)
 
 
 def _aware(value: datetime | str) -> datetime:

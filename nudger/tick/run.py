@@ -75,12 +75,17 @@ def tick(
     digests.queue_digests(ctx)
     ctx.counts["requeued"] = requeue_stale(session, now, settings.max_attempts)
     session.commit()
-    if settings.retain_mail_days > 0 and retention.prune_due(session, now):
-        pruned = retention.prune_mail(
-            session, now, settings.retain_mail_days, max_batches=retention.PRUNE_BATCHES_PER_TICK
+    retaining = settings.retain_mail_days > 0 or settings.retain_history_days > 0
+    if retaining and retention.prune_due(session, now):
+        batches = retention.PRUNE_BATCHES_PER_TICK
+        pruned = (
+            retention.prune_mail(session, now, settings.retain_mail_days, max_batches=batches).total
+            + retention.prune_history(
+                session, now, settings.retain_history_days, max_batches=batches
+            ).total
         )
-        if pruned.total:
-            ctx.counts["pruned"] = pruned.total
+        if pruned:
+            ctx.counts["pruned"] = pruned
     dispatched = webhooks.dispatch(session, settings, now)
     if dispatched:
         ctx.counts["webhooks"] = dispatched

@@ -94,3 +94,50 @@ def test_the_tick_prunes_at_most_once_an_hour(session, settings):
     session.commit()
     assert "pruned" not in tick(session, settings, now + timedelta(minutes=1), enqueue=False)
     assert tick(session, settings, now + timedelta(hours=1), enqueue=False)["pruned"] == 1
+
+
+def test_history_past_retention_goes_in_batches_and_a_digest_an_event_names_stays(
+    session, settings, monkeypatch
+):
+    """Ledger rows and link hits do not grow without end; nothing still in play is deleted."""
+    from nudger.models import EnrolmentStep, EscalationEvent, LinkHit
+
+    now = day(10, 9)
+    old, recent = now - timedelta(days=800), now - timedelta(days=5)
+    journey = make_journey(session)
+    enrolment = make_enrolment(session, make_person(session), journey, old.date())
+    rows = {
+        "old-sent": Outbox(dedupe_key="a", kind="step", to_email="a@example.com", state="sent",
+                           created_at=old),
+        "old-failed": Outbox(dedupe_key="b", kind="step", to_email="a@example.com",
+                             state="failed", created_at=old),
+        "old-pending": Outbox(dedupe_key="c", kind="step", to_email="a@example.com",
+                              state="pending", created_at=old),
+        "old-digest": Outbox(dedupe_key="d", kind="digest", to_email="m@example.com",
+                             state="sent", created_at=old),
+        "recent": Outbox(dedupe_key="e", kind="step", to_email="a@example.com", state="sent",
+                         created_at=recent),
+    }  # fmt: skip
+    session.add_all(rows.values())
+    session.add_all(LinkHit(at=at, purpose="step", subject_id=1, method="GET")
+                    for at in (old, old, old, recent))  # fmt: skip
+    session.flush()
+    step = EnrolmentStep(enrolment_id=enrolment.id, step_id=1, status="sent", sent_at=old)
+    session.add(step)
+    session.flush()
+    digest_id = rows["old-digest"].id
+    session.add(EscalationEvent(enrolment_step_id=step.id, enrolment_id=enrolment.id,
+                                level="manager", recipient_email="m@example.com",
+                                created_at=old, digest_outbox_id=digest_id))  # fmt: skip
+    session.commit()
+    monkeypatch.setattr(retention, "PRUNE_BATCH", 1)
+
+    first = retention.prune_history(session, now, 730, max_batches=1)
+    rest = retention.prune_history(session, now, 730)
+
+    assert (first.ledger_rows, first.link_hits) == (1, 1)  # one batch of one, per table
+    assert (rest.ledger_rows, rest.link_hits) == (1, 2)
+    kept = set(session.exec(select(Outbox.dedupe_key)))
+    assert kept == {"c", "d", "e"}  # still pending; named by an event; recent
+    assert [h.at for h in session.exec(select(LinkHit))] == [recent]
+    assert retention.prune_history(session, now, 0).total == 0

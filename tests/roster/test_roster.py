@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
@@ -14,6 +14,7 @@ from sqlmodel import select
 from nudger.models import AuditLog, Enrolment, ImportBatch, Person
 from nudger.roster import ImportResult, import_roster, write_error_csv
 from nudger.roster.checks import normal_email
+from nudger.tick.run import tick
 from tests.factories import make_enrolment, make_journey, make_person
 
 HEADER = "email,name,manager_email,journey,start_date,timezone,country"
@@ -395,7 +396,9 @@ def test_commits_people_enrolments_a_batch_and_an_audit_row(run, session, now, j
         "active",
         date(2027, 3, 10),
     )
-    assert (enrolled.next_action_at, enrolled.import_batch_id) == (now, result.batch_id)
+    # Her first step goes out at 09:00 London time on her start date: the tick looks then.
+    first_send = datetime(2027, 3, 10, 9, 0, tzinfo=UTC)
+    assert (enrolled.next_action_at, enrolled.import_batch_id) == (first_send, result.batch_id)
     batch = session.get(ImportBatch, result.batch_id)
     assert (batch.rows, batch.people_created, batch.enrolments_created) == (1, 1, 1)
     audit = session.exec(select(AuditLog)).one()
@@ -659,3 +662,55 @@ def test_email_check_agrees_with_email_validator(address):
         got = None
 
     assert got == expected
+
+
+# --- what the first tick after an import has left to do
+
+
+def test_the_import_sets_the_next_action_the_first_tick_would(run, session, settings, now):
+    """A big import must not leave the next tick every new enrolment to work out.
+
+    The import writes each enrolment's first send time (or `now` when its first
+    step is due already); a tick that works every one of them out again finds
+    the same times, and sends the same step emails.
+    """
+    zones = [("Europe/London", "gb"), ("Asia/Tokyo", "jp"), ("America/New_York", "us"),
+             ("Australia/Sydney", "au")]  # fmt: skip
+    rows = [
+        f"p{i}@example.com,P {i},,giving-feedback,{start},{tz},{country}"
+        for i, ((tz, country), start) in enumerate(
+            (z, s) for z in zones for s in ("", "2027-03-01", "2027-03-03", "2027-03-12")
+        )
+    ]
+    assert run(roster(*rows)).ok
+    imported = dict(session.exec(select(Enrolment.id, Enrolment.next_action_at)).all())
+    assert all(at is not None and at >= now for at in imported.values())
+    planned = session.exec(select(Enrolment.checkins_planned)).all()
+    assert all(planned)  # the journey measures nothing: no check-ins to plan
+
+    # The tick's own answer: every enrolment looked at, as the import used to leave them.
+    for e in session.exec(select(Enrolment)).all():
+        e.next_action_at = now
+    session.commit()
+    counts = tick(session, settings, now, enqueue=False)
+    worked_out = dict(session.exec(select(Enrolment.id, Enrolment.next_action_at)).all())
+    assert counts["enrolments"] == len(rows)
+    for enrolment_id, at in imported.items():
+        if at == now:
+            assert worked_out[enrolment_id] > now  # its step went out at the tick
+        else:
+            assert worked_out[enrolment_id] == at
+
+
+def test_after_an_import_the_next_tick_looks_only_at_what_is_due(run, session, settings, now):
+    rows = [f"p{i}@example.com,P {i},,giving-feedback,,Europe/London,gb" for i in range(30)]
+    rows.append("tokyo@example.com,T,,giving-feedback,2027-03-01,Asia/Tokyo,jp")
+    assert run(roster(*rows)).ok
+
+    first = min(session.exec(select(Enrolment.next_action_at)).all())
+
+    quiet = tick(session, settings, now + timedelta(minutes=1), enqueue=False)
+    due = tick(session, settings, first, enqueue=False)
+
+    assert quiet.get("enrolments", 0) == 0 and quiet.get("step", 0) == 0
+    assert due.get("enrolments") == due.get("step") == 1  # Tokyo's, the first to go out

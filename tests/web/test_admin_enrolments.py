@@ -222,3 +222,22 @@ def test_calendar_emails_on_a_persons_history_show_their_subject_sent_or_not(
     page = client.get(f"/admin/people/{ada.id}").get_data(as_text=True)
     assert "<td>invite-cancel</td><td>Cancelled: Workshop</td>" in page
     assert "<td>invite-update</td><td>New time for step 2: Workshop</td>" in page
+
+
+def test_the_page_counts_matches_up_to_the_cap_then_says_more_than(
+    session, settings, now, monkeypatch
+):
+    """A million enrolments are not counted on every page view."""
+    journey = make_journey(session)
+    for i in range(3):
+        make_enrolment(session, make_person(session, f"p{i}@example.com"), journey, now.date())
+    session.commit()
+    assert lookup.count(session, lookup.EnrolmentFilter(), now, cap=2) == 3
+    assert lookup.count(session, lookup.EnrolmentFilter(q="p1@"), now, cap=2) == 1
+    make_admin(session, now)
+    client = admin_app(settings, now).test_client()
+    sign_in(client)
+    monkeypatch.setattr(lookup, "COUNT_CAP", 2)
+    assert "More than 2 enrolments." in client.get("/admin/enrolments").get_data(as_text=True)
+    page = client.get("/admin/enrolments?q=p1@").get_data(as_text=True)
+    assert "1 enrolment matches." in page

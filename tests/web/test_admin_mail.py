@@ -150,3 +150,37 @@ def test_the_ledger_export_has_every_row_with_its_answer(settings, session, engi
     text = client.get("/admin/mail.csv").data.decode("utf-8-sig")
     assert text.splitlines()[0].startswith("id,created_at,kind,to,subject,state")
     assert ",bounced,1," in text and "550 =no such user" in text
+
+
+def test_state_counts_stop_at_the_cap_and_say_so(settings, session, now, monkeypatch):
+    """A ten-million-row ledger is not counted on every page view: past the cap, "N+"."""
+    monkeypatch.setattr(ledger, "COUNT_CAP", 2)
+    session.add_all(
+        Outbox(dedupe_key=f"s{i}", kind="step", to_email=f"p{i}@example.com", state="sent")
+        for i in range(4)
+    )
+    session.add(Outbox(dedupe_key="f", kind="step", to_email="f@example.com", state="failed",
+                       last_error="550 5.1.1 no such user"))  # fmt: skip
+    session.commit()
+    counts = ledger.counts(session)
+    assert (counts["sent"], counts["bounced"], counts["failed"]) == (3, 1, 0)
+    make_admin(session, now)
+    client = admin_app(settings, now).test_client()
+    sign_in(client)
+    page = client.get("/admin/mail").get_data(as_text=True)
+    assert 'Sent <span class="count">2+</span>' in page
+    assert 'Bounced <span class="count">1</span>' in page
+
+
+def test_a_whole_address_finds_that_recipient_and_a_part_finds_every_match(session):
+    session.add_all(
+        Outbox(dedupe_key=email, kind="step", to_email=email, state="sent")
+        for email in ("ada@example.com", "bada@example.com", "ada@example.org")
+    )
+    session.commit()
+
+    def found(q: str) -> list[str]:
+        return sorted(r.to_email for r in ledger.page(session, ledger.MailFilter(q=q))[0])
+
+    assert found("ada@example.com") == ["ada@example.com"]
+    assert found("ada@example") == ["ada@example.com", "ada@example.org", "bada@example.com"]

@@ -7,7 +7,7 @@ from sqlmodel import select
 
 from nudger import webhooks
 from nudger.inbound import listing
-from nudger.insights import charts, dashboard, ledger
+from nudger.insights import charts, dashboard, ledger, snapshots
 from nudger.insights.reports import progress
 from nudger.measure.panel import RATING_HEADER, behaviour_panel, rating_rows
 from nudger.models import AuditLog, Journey
@@ -31,14 +31,13 @@ def _journey(slug: str | None, journeys: list[dashboard.JourneyStats]) -> Journe
 def index():
     now = clock()
     session = db()
-    journeys = dashboard.overview(session, now)
+    figures = snapshots.figures(session, now)
+    journeys = figures.journeys
     journey = _journey(request.args.get("journey"), journeys)
     detail = charts_for = panel = None
     if journey is not None:
-        known = next(j for j in journeys if j.id == journey.id)
-        detail = dashboard.journey_stats(session, journey, now, known)
-        span = dashboard.completion_days(session, journey.id, now)
-        days = dashboard.completions_by_day(session, journey.id, now, days=span)
+        found = figures.detail(session, journey, now)
+        detail, span, days = found.stats, found.span, found.days
         charts_for = {
             "status": charts.stacked(
                 "status", f"Where people are on {journey.title}", detail.status_rows()
@@ -75,6 +74,7 @@ def index():
         clock_late=ledger.clock_late(last_tick, now),
         undeliverable=listing.undeliverable_count(session),
         disabled_webhooks=webhooks.disabled_endpoints(session),
+        computed_at=figures.computed_at,
         now=now,
     )
 

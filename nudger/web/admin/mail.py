@@ -24,6 +24,7 @@ def index():
         f=f,
         rows=[(row, ledger.display_state(row, now)) for row in rows],
         counts=ledger.counts(db()),
+        cap=ledger.COUNT_CAP,
         kinds=ledger.kinds(),
         labels=ledger.LABELS,
         states=ledger.STATES,
