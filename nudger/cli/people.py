@@ -179,8 +179,9 @@ def prune(ctx: Context, now_text: str | None, as_json: bool) -> None:
         else f"NUDGER_RETAIN_MAIL_DAYS is {days}: stored mail is kept; nothing pruned."
     )
     kept = (
-        f"Pruned history older than {history_days} days: {history.ledger_rows} ledger rows "
-        f"and {history.link_hits} link hits deleted."
+        f"Pruned history older than {history_days} days: {history.ledger_rows} ledger rows, "
+        f"{history.link_hits} link hits, {history.inbound_messages} inbound messages, "
+        f"{history.webhook_deliveries} webhook deliveries and {history.events} events deleted."
         if history_days >= 1
         else f"NUDGER_RETAIN_HISTORY_DAYS is {history_days}: the ledger and link hits are kept."
     )
@@ -194,6 +195,9 @@ def prune(ctx: Context, now_text: str | None, as_json: bool) -> None:
             "retain_history_days": history_days,
             "ledger_rows": history.ledger_rows,
             "link_hits": history.link_hits,
+            "inbound_messages": history.inbound_messages,
+            "webhook_deliveries": history.webhook_deliveries,
+            "events": history.events,
         },
         f"{mail}\n{kept}",
     )

@@ -14,10 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, true, update
 from sqlmodel import Session, select
 
-from nudger.models import CapturedMail, EscalationEvent, InboundMessage, LinkHit, Outbox, TickRun
+from nudger.models import (
+    CapturedMail,
+    EscalationEvent,
+    Event,
+    InboundMessage,
+    LinkHit,
+    Outbox,
+    TickRun,
+    WebhookAttempt,
+    WebhookDelivery,
+)
 
 PRUNE_BATCH = 500  # rows per pruning statement: each one locks only these, briefly
 PRUNE_BATCHES_PER_TICK = 20  # a backlog is worked off over several hours, never in one tick
@@ -117,64 +127,90 @@ class PrunedHistory:
 
     ledger_rows: int = 0
     link_hits: int = 0
+    inbound_messages: int = 0
+    webhook_deliveries: int = 0  # deliveries and their attempts' log
+    events: int = 0
 
     @property
     def total(self) -> int:
-        return self.ledger_rows + self.link_hits
+        return (self.ledger_rows + self.link_hits + self.inbound_messages
+                + self.webhook_deliveries + self.events)  # fmt: skip
+
+
+def _delete_in_batches(
+    session: Session, model: type, order_by, where: list, max_batches: int | None
+) -> int:
+    """Delete `model` rows matching `where`, PRUNE_BATCH at a time, oldest first; return how many.
+
+    Each batch is its own short transaction: a table is never locked for long.
+    """
+    deleted = batches = 0
+    while max_batches is None or batches < max_batches:
+        ids = list(
+            session.exec(select(model.id).where(*where).order_by(order_by).limit(PRUNE_BATCH))
+        )
+        if not ids:
+            break
+        session.execute(delete(model).where(model.id.in_(ids)))
+        session.commit()
+        deleted += len(ids)
+        batches += 1
+    return deleted
 
 
 def prune_history(
     session: Session, now: datetime, days: int, *, max_batches: int | None = None
 ) -> PrunedHistory:
-    """Delete ledger rows and link hits older than `days`, so neither grows without end.
+    """Delete history older than `days`, so that no table grows without end.
 
-    Only ledger rows that will not change again (sent, failed, cancelled) go, and
-    never a digest an escalation event still names (the event would look
-    undigested and be told again). Like prune_mail: batches of PRUNE_BATCH rows
-    read oldest first from an index, each its own short transaction;
-    `max_batches` (per table) bounds one run. `days` below 1 keeps everything.
+    What goes: ledger rows that will not change again (sent, failed, bounced,
+    suppressed, cancelled), link hits, inbound messages already acted on,
+    finished webhook and xAPI deliveries with their attempts, and events already
+    fanned out. Never a row something kept still points to: a digest an
+    escalation event names (the event would look undigested and be told again),
+    an email an inbound message answers, a delivery with attempts, an event with
+    deliveries; those go in a later run, after what points to them. Like
+    prune_mail: batches of PRUNE_BATCH rows read oldest first from an index, each
+    its own short transaction; `max_batches` (per table) bounds one run. `days`
+    below 1 keeps everything.
     """
     pruned = PrunedHistory()
     if days < 1:
         return pruned
     cutoff = now - timedelta(days=days)
+    # What points at a row goes first, so each later delete finds fewer rows held.
+    pruned.inbound_messages = _delete_in_batches(
+        session, InboundMessage, InboundMessage.received_at,
+        [InboundMessage.received_at < cutoff, InboundMessage.state == "done"], max_batches,
+    )  # fmt: skip
     named = select(EscalationEvent.id).where(EscalationEvent.digest_outbox_id == Outbox.id)
-    batches = 0
-    while max_batches is None or batches < max_batches:
-        ids = list(
-            session.exec(
-                select(Outbox.id)
-                .where(
-                    Outbox.created_at < cutoff,
-                    Outbox.state.in_(["sent", "failed", "cancelled"]),
-                    ~named.exists(),
-                )
-                .order_by(Outbox.created_at)
-                .limit(PRUNE_BATCH)
-            )
-        )
-        if not ids:
-            break
-        session.execute(delete(Outbox).where(Outbox.id.in_(ids)))
-        session.commit()
-        pruned.ledger_rows += len(ids)
-        batches += 1
-    batches = 0
-    while max_batches is None or batches < max_batches:
-        ids = list(
-            session.exec(
-                select(LinkHit.id)
-                .where(LinkHit.at < cutoff)
-                .order_by(LinkHit.at)
-                .limit(PRUNE_BATCH)
-            )
-        )
-        if not ids:
-            break
-        session.execute(delete(LinkHit).where(LinkHit.id.in_(ids)))
-        session.commit()
-        pruned.link_hits += len(ids)
-        batches += 1
+    answered = select(InboundMessage.id).where(InboundMessage.outbox_id == Outbox.id)
+    pruned.ledger_rows = _delete_in_batches(
+        session, Outbox, Outbox.created_at,
+        [Outbox.created_at < cutoff,
+         Outbox.state.in_(["sent", "failed", "bounced", "suppressed", "cancelled"]),
+         ~named.exists(), ~answered.exists()],
+        max_batches,
+    )  # fmt: skip
+    pruned.link_hits = _delete_in_batches(
+        session, LinkHit, LinkHit.at, [LinkHit.at < cutoff], max_batches
+    )
+    pruned.webhook_deliveries = _delete_in_batches(
+        session, WebhookAttempt, WebhookAttempt.id, [WebhookAttempt.at < cutoff], max_batches
+    )
+    attempted = select(WebhookAttempt.id).where(WebhookAttempt.delivery_id == WebhookDelivery.id)
+    pruned.webhook_deliveries += _delete_in_batches(
+        session, WebhookDelivery, WebhookDelivery.id,
+        [WebhookDelivery.created_at < cutoff, WebhookDelivery.state.in_(["delivered", "failed"]),
+         ~attempted.exists()],
+        max_batches,
+    )  # fmt: skip
+    delivered = select(WebhookDelivery.id).where(WebhookDelivery.event_id == Event.id)
+    pruned.events = _delete_in_batches(
+        session, Event, Event.id,
+        [Event.occurred_at < cutoff, Event.dispatched == true(), ~delivered.exists()],
+        max_batches,
+    )  # fmt: skip
     return pruned
 
 

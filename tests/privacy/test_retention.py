@@ -141,3 +141,64 @@ def test_history_past_retention_goes_in_batches_and_a_digest_an_event_names_stay
     assert kept == {"c", "d", "e"}  # still pending; named by an event; recent
     assert [h.at for h in session.exec(select(LinkHit))] == [recent]
     assert retention.prune_history(session, now, 0).total == 0
+
+
+def test_history_pruning_reaches_inbound_mail_webhook_deliveries_and_events(session, settings):
+    """Every table that grows with use is pruned, what points at a row going before it."""
+    from nudger.models import (
+        Event,
+        InboundMessage,
+        WebhookAttempt,
+        WebhookDelivery,
+        WebhookEndpoint,
+    )
+
+    now = day(10, 9)
+    old, recent = now - timedelta(days=800), now - timedelta(days=5)
+    bounced = Outbox(dedupe_key="b", kind="step", to_email="a@example.com", state="bounced",
+                     created_at=old)  # fmt: skip
+    answered_recently = Outbox(dedupe_key="r", kind="step", to_email="a@example.com",
+                               state="sent", created_at=old)  # fmt: skip
+    session.add_all([bounced, answered_recently])
+    session.flush()
+    session.add_all([
+        InboundMessage(message_key="<old@x>", received_at=old, raw=b"", state="done",
+                       kind="bounce", outbox_id=bounced.id),
+        InboundMessage(message_key="<new@x>", received_at=recent, raw=b"", state="done",
+                       kind="reply", outbox_id=answered_recently.id),
+        InboundMessage(message_key="<waiting@x>", received_at=old, raw=b"", state="received"),
+    ])  # fmt: skip
+    hook = WebhookEndpoint(url="https://hr.example.com/hook", secret="whsec_x", created_at=old)
+    events = [Event(type="step.sent", occurred_at=old, data={}, dispatched=True),
+              Event(type="step.sent", occurred_at=old, data={}, dispatched=True),
+              Event(type="step.sent", occurred_at=old, data={}, dispatched=False),
+              Event(type="step.sent", occurred_at=recent, data={}, dispatched=True)]  # fmt: skip
+    session.add(hook)
+    session.add_all(events)
+    session.flush()
+    done = WebhookDelivery(message_id="msg_1", event_id=events[0].id, endpoint_id=hook.id,
+                           state="delivered", created_at=old)  # fmt: skip
+    retrying = WebhookDelivery(message_id="msg_2", event_id=events[1].id, endpoint_id=hook.id,
+                               state="pending", created_at=old)  # fmt: skip
+    session.add_all([done, retrying])
+    session.flush()
+    session.add_all([
+        WebhookAttempt(delivery_id=done.id, endpoint_id=hook.id, attempt=1, at=old, status=204),
+        WebhookAttempt(delivery_id=retrying.id, endpoint_id=hook.id, attempt=1, at=recent),
+    ])  # fmt: skip
+    session.commit()
+
+    pruned = retention.prune_history(session, now, 730)
+
+    session.expire_all()
+    assert [m.message_key for m in session.exec(select(InboundMessage).order_by(InboundMessage.id))
+            ] == ["<new@x>", "<waiting@x>"]  # fmt: skip
+    # the bounced email went with its bounce; the one a recent reply answers stays
+    assert set(session.exec(select(Outbox.dedupe_key))) == {"r"}
+    assert [d.message_id for d in session.exec(select(WebhookDelivery))] == ["msg_2"]
+    assert [a.delivery_id for a in session.exec(select(WebhookAttempt))] == [retrying.id]
+    # kept: the event a delivery still retries, the one not yet fanned out, the recent one
+    assert [e.id for e in session.exec(select(Event).order_by(Event.id))] == [
+        events[1].id, events[2].id, events[3].id]  # fmt: skip
+    assert (pruned.inbound_messages, pruned.ledger_rows, pruned.webhook_deliveries,
+            pruned.events) == (1, 1, 2, 1)  # fmt: skip
