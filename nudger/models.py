@@ -73,6 +73,13 @@ class Person(SQLModel, table=True):
     __table_args__ = (
         _trigram("ix_person_email_trgm", "email"),
         _trigram("ix_person_name_trgm", "name"),
+        # The few whose mail bounced, counted on every dashboard view.
+        Index(
+            "ix_person_undeliverable",
+            "undeliverable_at",
+            sqlite_where=text("undeliverable_at IS NOT NULL"),
+            postgresql_where=text("undeliverable_at IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

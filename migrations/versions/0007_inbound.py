@@ -28,6 +28,9 @@ def upgrade() -> None:
                       nullable=True)
         )
         batch_op.add_column(sa.Column('out_of_office_at', nudger.db.UTCDateTime(), nullable=True))
+        batch_op.create_index('ix_person_undeliverable', ['undeliverable_at'], unique=False,
+                              sqlite_where=sa.text('undeliverable_at IS NOT NULL'),
+                              postgresql_where=sa.text('undeliverable_at IS NOT NULL'))
     op.create_table('inboundmessage',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('message_key', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
@@ -64,6 +67,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('inboundmessage')
     with op.batch_alter_table('person', schema=None) as batch_op:
+        batch_op.drop_index('ix_person_undeliverable')
         batch_op.drop_column('out_of_office_at')
         batch_op.drop_column('undeliverable_reason')
         batch_op.drop_column('undeliverable_at')

@@ -113,6 +113,28 @@ class BadCursor(ValueError):
     """A cursor this feed did not hand out."""
 
 
+# The oldest transaction still running on this database, or else the next one to start:
+# no event below it can still appear. Transactions running in other databases of the
+# server (known from pg_stat_activity, read after the statement's snapshot) are left
+# out; one that ended meanwhile, or whose database cannot be seen, counts, to be safe.
+# Running transaction ids are within 2**31 of each other, so their low 32 bits (all
+# pg_stat_activity gives) identify them.
+_HORIZON = text(
+    """
+    WITH snap AS (SELECT pg_current_snapshot() AS s),
+    elsewhere AS (
+        SELECT (backend_xid::text)::bigint AS xid FROM pg_stat_activity
+        WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
+    )
+    SELECT coalesce(
+        (SELECT min((x::text)::bigint) FROM snap, pg_snapshot_xip(snap.s) AS x
+         WHERE ((x::text)::bigint % 4294967296) NOT IN (SELECT xid FROM elsewhere)),
+        (SELECT (pg_snapshot_xmax(s)::text)::bigint FROM snap)
+    )
+    """
+)
+
+
 def cursor_of(event: Event) -> str:
     """The cursor that reads on from `event`."""
     return f"{event.txid}.{event.id}" if event.txid is not None else str(event.id)
@@ -129,9 +151,8 @@ def after(
     commits, so a long transaction (a large import) could commit ids below events
     already read: there events are read in (transaction id, id) order, and only
     those of transactions older than the oldest one still running, whose rows can
-    no longer change. Transaction ids are the server's: a writing transaction
-    left open on the same server, in any database, holds the feed back until it
-    ends (late, never skipped).
+    no longer change. A writing transaction left open on the same database holds
+    the feed back until it ends (late, never skipped); other databases' do not.
     """
     if not _CURSOR.match(cursor):
         raise BadCursor(cursor)
@@ -140,9 +161,7 @@ def after(
     if types:
         query = query.where(Event.type.in_(list(types)))
     if session.get_bind().dialect.name == "postgresql":
-        horizon = session.scalar(
-            text("SELECT ((pg_snapshot_xmin(pg_current_snapshot()))::text)::bigint")
-        )
+        horizon = session.scalar(_HORIZON)
         query = query.where(
             Event.txid < horizon,
             tuple_(Event.txid, Event.id) > tuple_(int(txid or 0), int(last)),

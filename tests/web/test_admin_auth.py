@@ -33,8 +33,18 @@ SAMPLE_ARGS = {
     "person_id": "1",
     "outbox_id": "1",
     "token_id": "1",
+    "es_id": "1",
+    "endpoint_id": "1",
+    "delivery_id": "1",
     "action": "pause",
 }
+
+
+def _sample(m: re.Match) -> str:
+    converter, name = m.group(1) or "", m.group(2)
+    if converter.startswith("any("):  # a route that takes only these words: the first
+        return converter[4:].split(",")[0].strip(" '\")")
+    return SAMPLE_ARGS[name]
 
 
 def admin_urls(app) -> list[tuple[str, str]]:
@@ -43,7 +53,7 @@ def admin_urls(app) -> list[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/admin"):
             continue
-        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", lambda m: SAMPLE_ARGS[m.group(1)], rule.rule)
+        path = re.sub(r"<(?:([^:<>]+):)?([^<>]+)>", _sample, rule.rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             found.append((method, path))
     return found
