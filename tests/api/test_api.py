@@ -125,6 +125,7 @@ def test_post_enrolments_is_all_or_nothing_with_each_items_errors(client, sessio
     assert answer.status_code == 422 and answer.mimetype == PROBLEM
     errors = {(e["item"], e["field"]) for e in answer.get_json()["errors"]}
     assert errors == {(1, "email"), (2, "timezone"), (3, "manager_email")}
+    assert answer.get_json()["detail"] == "3 errors: nothing was written"
     assert _count(session, Person) == people and _count(session, Enrolment) == 0
 
     answer = post(client, token, "/api/v1/enrolments", {"items": [good]})

@@ -56,7 +56,7 @@ def before(req, resp, error, instance, model_adapter) -> None:
     if error is None:
         return
     if req.method == "POST" and req.get_json(silent=True) is None:
-        raise ApiProblem(400, "Bad request", "the body must be a JSON object")
+        raise ApiProblem(400, "Bad request", "the body is not valid JSON: send one JSON object")
     errors = []
     for e in error.errors():
         item, field = _field(tuple(e.get("loc", ())))
