@@ -259,6 +259,12 @@ def test_post_inbound_takes_raw_mime_with_the_shared_secret_only(
     assert len(session.exec(select(InboundMessage)).all()) == 1
     process_all(session, inbound_settings, now)
     assert steps(session)[0].status == "done"
+    # A raw message posted with the form type (as `curl --data-binary` does) is read whole.
+    second = reply(sent.message, "done, again").as_bytes()
+    as_form = {"Authorization": "Bearer s3cret-route",
+               "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
+    assert client.post("/inbound", data=second, headers=as_form).status_code == 202
+    assert len(session.exec(select(InboundMessage)).all()) == 2
     off = admin_app(replace(inbound_settings, inbound_secret=""), now).test_client()
     assert off.post("/inbound", data=raw, headers=good).status_code == 404
 
