@@ -155,6 +155,11 @@ def prune_history(
         )
         if not ids:
             break
+        # A reply or bounce received for the email keeps its row (what was done), without
+        # the link: otherwise the foreign key refuses the delete, and the tick with it.
+        session.execute(
+            update(InboundMessage).where(InboundMessage.outbox_id.in_(ids)).values(outbox_id=None)
+        )
         session.execute(delete(Outbox).where(Outbox.id.in_(ids)))
         session.commit()
         pruned.ledger_rows += len(ids)

@@ -141,3 +141,27 @@ def test_history_past_retention_goes_in_batches_and_a_digest_an_event_names_stay
     assert kept == {"c", "d", "e"}  # still pending; named by an event; recent
     assert [h.at for h in session.exec(select(LinkHit))] == [recent]
     assert retention.prune_history(session, now, 0).total == 0
+
+
+def test_history_past_retention_goes_with_the_mail_received_about_it(session, settings):
+    """A reply or bounce to an old email keeps its row (what was done); the email goes."""
+    from nudger.models import InboundMessage
+
+    now = day(10, 9)
+    old = now - timedelta(days=800)
+    sent = Outbox(dedupe_key="a", kind="step", to_email="a@example.com", state="sent",
+                  created_at=old)  # fmt: skip
+    session.add(sent)
+    session.flush()
+    session.add(InboundMessage(message_key="<r@example.com>", raw=b"", kind="reply", state="done",
+                               outcome="completed 'Read'", outbox_id=sent.id,
+                               received_at=old))  # fmt: skip
+    session.commit()
+
+    pruned = retention.prune_history(session, now, 730)
+
+    assert pruned.ledger_rows == 1
+    session.expire_all()
+    assert session.exec(select(Outbox)).all() == []
+    (reply,) = session.exec(select(InboundMessage)).all()
+    assert (reply.outbox_id, reply.outcome) == (None, "completed 'Read'")
