@@ -212,6 +212,7 @@ def test_an_admin_lifts_the_suppression_and_it_is_audited(session, engine, inbou
     assert "Undeliverable since" in page and "5.1.1" in page and "Mail received (1)" in page
     listing = client.get("/admin/inbound").get_data(as_text=True)
     assert "1 address is undeliverable" in listing
+    assert "NUDGER_INBOUND_DOMAIN</code> is not set" not in listing
     assert "cannot be reached" in client.get("/admin/").get_data(as_text=True)
 
     response = post(client, f"/admin/people/{sent.learner.id}/deliverable")
@@ -312,3 +313,11 @@ def test_received_mail_is_pruned_with_the_rest_after_the_retention_period(
     session.expire_all()
     inbound = session.exec(select(InboundMessage)).one()
     assert inbound.raw == b"" and inbound.outcome.startswith("saved as the note")
+
+
+def test_the_inbound_page_says_when_nothing_can_be_received(session, settings, now):
+    make_admin(session, now)
+    client = admin_app(settings, now).test_client()  # NUDGER_INBOUND_DOMAIN unset
+    sign_in(client)
+    page = client.get("/admin/inbound").get_data(as_text=True)
+    assert "<code>NUDGER_INBOUND_DOMAIN</code> is not set" in page
