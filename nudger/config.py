@@ -11,6 +11,21 @@ ROOT = Path(__file__).resolve().parent.parent
 CAPTURE_MAIL = "outbox:"
 
 
+class SettingError(ValueError):
+    """A NUDGER_* variable holds a value Nudger cannot use; the message names it."""
+
+
+def _whole(env, name: str, default: int) -> int:
+    """Read a whole-number setting, naming the variable when its value is not one."""
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingError(f"{name} must be a whole number, not {value!r}") from None
+
+
 class MailNotConfigured(RuntimeError):
     """NUDGER_SMTP_URL is unset where mail must go somewhere on purpose."""
 
@@ -133,20 +148,20 @@ def load_settings(overrides: dict | None = None) -> Settings:
         "journeys_dir": Path(env.get("NUDGER_JOURNEYS_DIR", ROOT / "journeys")),
         "default_timezone": env.get("NUDGER_TIMEZONE", "UTC"),
         "default_country": env.get("NUDGER_COUNTRY", "").upper(),
-        "batch_size": int(env.get("NUDGER_BATCH_SIZE", "100")),
-        "send_lease_seconds": int(env.get("NUDGER_SEND_LEASE_SECONDS", "300")),
-        "max_attempts": int(env.get("NUDGER_MAX_ATTEMPTS", "6")),
-        "retain_mail_days": int(env.get("NUDGER_RETAIN_MAIL_DAYS", "180")),
+        "batch_size": _whole(env, "NUDGER_BATCH_SIZE", 100),
+        "send_lease_seconds": _whole(env, "NUDGER_SEND_LEASE_SECONDS", 300),
+        "max_attempts": _whole(env, "NUDGER_MAX_ATTEMPTS", 6),
+        "retain_mail_days": _whole(env, "NUDGER_RETAIN_MAIL_DAYS", 180),
         "inbound_domain": env.get("NUDGER_INBOUND_DOMAIN", "").strip().lower(),
         "inbound_secret": env.get("NUDGER_INBOUND_SECRET", ""),
-        "inbound_max_bytes": int(env.get("NUDGER_INBOUND_MAX_BYTES", str(10 * 1024 * 1024))),
-        "api_rate_limit": int(env.get("NUDGER_API_RATE_LIMIT", "120")),
+        "inbound_max_bytes": _whole(env, "NUDGER_INBOUND_MAX_BYTES", 10 * 1024 * 1024),
+        "api_rate_limit": _whole(env, "NUDGER_API_RATE_LIMIT", 120),
         "metrics_token": env.get("NUDGER_METRICS_TOKEN", ""),
         "webhook_allow_private": env.get("NUDGER_WEBHOOK_ALLOW_PRIVATE", "") == "1",
         "xapi_url": env.get("NUDGER_XAPI_URL", "").rstrip("/"),
         "xapi_key": env.get("NUDGER_XAPI_KEY", ""),
         "xapi_secret": env.get("NUDGER_XAPI_SECRET", ""),
-        "retain_history_days": int(env.get("NUDGER_RETAIN_HISTORY_DAYS", "730")),
+        "retain_history_days": _whole(env, "NUDGER_RETAIN_HISTORY_DAYS", 730),
     }
     values.update(overrides)
     if not values["secret_key"]:

@@ -71,6 +71,27 @@ def keeps_up(email: str, step_key: str) -> bool:
     return digest[0] / 255 < keen.get(email, default)
 
 
+DEMO_NOTES = (
+    "Done: it helped.",
+    "Easier than I expected once I had put the time in my calendar.",
+    "Did it straight after a team meeting, while it was fresh. That worked.",
+    "Harder than it looks: I had to try twice before it felt natural.",
+    "Talked it over with a colleague first, which made it much less awkward.",
+)
+
+
+def demo_note(email: str, step_key: str) -> tuple[str, bool]:
+    """Pick a demo learner's note on a step, and whether it is offered to later learners.
+
+    About a third are offered, so that a step's page and the console's notes show
+    what sharing looks like without anyone having to share one first.
+    """
+    digest = hashlib.sha256(f"note:{email}:{step_key}".encode()).digest()
+    note = DEMO_NOTES[digest[0] % len(DEMO_NOTES)]
+    # "Done: it helped." tells a later learner nothing: it is kept for the manager only.
+    return note, digest[1] % 3 == 0 and note != DEMO_NOTES[0]
+
+
 @cache
 def earlier_intake() -> frozenset[str]:
     """Return the addresses of the earlier intake's learners."""
@@ -110,7 +131,8 @@ def replay_history(
             ).all()
             for es, key, email in open_steps:
                 if now - es.sent_at >= timedelta(hours=26) and keeps_up(email, key):
-                    complete_step(session, es.id, now, note="Done: it helped.", actor="demo")
+                    note, offered = demo_note(email, key)
+                    complete_step(session, es.id, now, note=note, actor="demo", for_others=offered)
             answer_checkins(session, now)
             now += step
 
@@ -213,6 +235,7 @@ def run_demo(
     from nudger.migrate import upgrade
     from nudger.queue import redis_connection
     from nudger.roster import import_roster
+    from nudger.summaries import describe_tick
     from nudger.tick.run import tick
 
     settings = demo_settings(host, port, instance_path)
@@ -280,11 +303,12 @@ def run_demo(
     try:
         while True:
             time.sleep(60 - time.time() % 60)
+            now = utcnow()
             with Session(engine, expire_on_commit=False) as session:
-                counts = tick(session, settings, utcnow())
-            sent = {k: v for k, v in counts.items() if v and k != "enrolments"}
-            if sent:
-                click.echo(f"{datetime.now():%H:%M} tick: {sent}")
+                counts = tick(session, settings, now)
+            if any(v for k, v in counts.items() if k != "enrolments"):
+                # The same words as `nudger tick`, not the counts' dict.
+                click.echo(describe_tick(now, counts, enqueued=True).replace("\n", " "))
     except KeyboardInterrupt:
         click.echo("Stopping.")
     finally:

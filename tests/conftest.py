@@ -13,6 +13,7 @@ import psutil
 import pytest
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel
 
 from nudger import models  # noqa: F401  (registers the tables)
@@ -21,8 +22,30 @@ from nudger.db import get_engine
 from nudger.queue import close_connections
 from tests import processes
 
-TEST_DATABASE_URL = os.environ.get("NUDGER_TEST_DATABASE_URL", "")
-TEST_REDIS_URL = os.environ.get("NUDGER_TEST_REDIS_URL", "")
+# pytest-xdist runs the suite in several processes ("gw0", "gw1", ...): each gets its own
+# PostgreSQL database (the given one's name with the worker's) and its own Redis db number
+# (the given one, counting down), so that no worker empties another's tables or queues.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+WORKER_INDEX = int(WORKER[2:]) if WORKER.startswith("gw") else 0
+
+
+def _per_worker_database(url: str) -> str:
+    if not url or not WORKER:
+        return url
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_{WORKER}").render_as_string(hide_password=False)
+
+
+def _per_worker_redis(url: str) -> str:
+    if not url or not WORKER:
+        return url
+    base, _, db = url.rpartition("/")
+    return f"{base}/{(int(db or 0) - WORKER_INDEX) % 16}"
+
+
+GIVEN_DATABASE_URL = os.environ.get("NUDGER_TEST_DATABASE_URL", "")
+TEST_DATABASE_URL = _per_worker_database(GIVEN_DATABASE_URL)
+TEST_REDIS_URL = _per_worker_redis(os.environ.get("NUDGER_TEST_REDIS_URL", ""))
 
 # Property-based tests: a bounded run on every test run; HYPOTHESIS_PROFILE=release for the
 # long one before a release. No deadline: the database makes some examples slow.
@@ -39,6 +62,12 @@ def fresh_postgres_schema() -> None:
     """
     if not TEST_DATABASE_URL:
         return
+    if TEST_DATABASE_URL != GIVEN_DATABASE_URL:  # this worker's own database, made once
+        name = make_url(TEST_DATABASE_URL).database
+        with get_engine(GIVEN_DATABASE_URL).connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}):
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
     with get_engine(TEST_DATABASE_URL).begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))

@@ -456,3 +456,11 @@ def test_a_database_error_prints_no_statement_or_values(
     assert result.output == (
         "Error: database error: the database refused the change (run with -v for details)\n"
     )
+
+
+def test_a_setting_that_is_not_a_number_is_named_without_a_traceback(run, monkeypatch):
+    monkeypatch.setenv("NUDGER_RETAIN_HISTORY_DAYS", "two years")
+    result = run("prune", "--json")
+    assert result.exit_code == 1
+    assert "NUDGER_RETAIN_HISTORY_DAYS must be a whole number, not 'two years'" in result.output
+    assert "unexpected error" not in result.output and "ValueError" not in result.output

@@ -126,3 +126,29 @@ def test_the_earlier_intake_gives_the_panel_a_real_shift(settings, session, now)
             assert shown.pairs >= 5 and shown.shift is not None, (b.key, rater)
             assert shown.shift > 0  # people moved, as the demo's answers have them do
         assert b.gap is not None  # the self-manager gap over matched pairs shows too
+
+
+def test_the_replay_offers_some_notes_to_later_learners(settings, session, now):
+    from nudger.config import ROOT
+    from nudger.demo import EARLIER, EARLIER_COHORT, EARLY_STEP, HISTORY
+    from nudger.enrolments.journey_edits import apply_sync
+    from nudger.journeys.loading import load_journeys
+    from nudger.models import EnrolmentStep
+    from nudger.roster import import_roster
+
+    earlier = now - EARLIER
+    for spec in load_journeys([ROOT / "journeys"]):
+        apply_sync(session, spec, earlier, source=f"journeys/{spec.slug}.yaml", actor="demo")
+    session.commit()
+    import_roster(
+        session, settings, EARLIER_COHORT, filename=EARLIER_COHORT.name, now=earlier, actor="demo"
+    )
+    replay_history(settings, earlier, now - HISTORY, step=EARLY_STEP)
+    session.expire_all()
+
+    done = session.exec(select(EnrolmentStep).where(EnrolmentStep.note.is_not(None))).all()
+    offered = [es for es in done if es.note_for_others]
+    offered_notes = {es.note for es in offered}
+    # A visitor sees shared notes on a step's page and in the console from the start.
+    assert offered and len(offered) < len(done)
+    assert len({es.note for es in offered}) > 1 and "Done: it helped." not in offered_notes

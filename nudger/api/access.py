@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 
 from nudger.audit import record
 from nudger.models import ApiToken
+from nudger.wording import ngettext
 
 PREFIX = "ndg_"
 SCOPES = ("read", "write")
@@ -85,14 +86,31 @@ def list_tokens(session: Session) -> list[ApiToken]:
 
 
 def find_token(session: Session, ref: str) -> ApiToken | None:
-    """Return the token with this id, or the one live token with this name."""
+    """Return the token with this id, or the one live token with this name.
+
+    Names need not be unique: when several live tokens share the name, TokenRejected
+    says so and lists their ids, rather than claiming that there is no such token.
+    """
     ref = ref.strip()
     if ref.isdigit():
         return session.get(ApiToken, int(ref))
     rows = session.exec(
-        select(ApiToken).where(ApiToken.name == ref, ApiToken.revoked_at.is_(None))
+        select(ApiToken)
+        .where(ApiToken.name == ref, ApiToken.revoked_at.is_(None))
+        .order_by(ApiToken.id)
     ).all()
-    return rows[0] if len(rows) == 1 else None
+    if len(rows) > 1:
+        ids = ", ".join(str(r.id) for r in rows)
+        raise TokenRejected(
+            ngettext(
+                "%(num)d live token is named %(name)r (id %(ids)s): name it by its id",
+                "%(num)d live tokens are named %(name)r (ids %(ids)s): name one by its id",
+                len(rows),
+                name=ref,
+                ids=ids,
+            )
+        )
+    return rows[0] if rows else None
 
 
 def revoke_token(session: Session, token_id: int, now: datetime, actor: str = "cli") -> bool:

@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from nudger.config import (
     MailNotConfigured,
+    SettingError,
     Settings,
     load_settings,
     require_mail,
@@ -100,6 +101,8 @@ class NudgerGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
+        except SettingError as exc:
+            raise click.ClickException(str(exc)) from None
         except (OperationalError, ProgrammingError) as exc:
             logging.getLogger("nudger").debug("database error", exc_info=True)
             first = str(exc.orig).splitlines()[0] if exc.orig else str(exc)

@@ -69,10 +69,13 @@ def list_(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def revoke(ctx: Context, token: str, as_json: bool) -> None:
     """Revoke a token at once (by its id, or its name if one live token has it)."""
-    from nudger.api.access import find_token, revoke_token
+    from nudger.api.access import TokenRejected, find_token, revoke_token
 
     with ctx.session() as session:
-        row = find_token(session, token)
+        try:
+            row = find_token(session, token)
+        except TokenRejected as exc:
+            raise Rejected(str(exc)) from None
         if row is None:
             raise Rejected(f"no API token {token!r} (see `nudger api-token list`)")
         token_id, name = row.id, row.name

@@ -36,7 +36,8 @@ def email_outcomes(session: Session) -> Iterator[Metric]:
     )  # fmt: skip
     rows = session.exec(
         select(Outbox.kind, outcome, func.count())
-        .where(Outbox.state.in_(["sent", "failed"]))
+        # "bounced": sent, then bounced by mail; leaving it out would make the counter fall.
+        .where(Outbox.state.in_(["sent", "failed", "bounced"]))
         .group_by(Outbox.kind, outcome)
     )
     for kind, result, count in rows:

@@ -45,13 +45,17 @@ def receive():
         return jsonify(error="a valid NUDGER_INBOUND_SECRET is required"), 401
     if request.content_length and request.content_length > config.inbound_max_bytes:
         return jsonify(error=f"the message is over {config.inbound_max_bytes} bytes"), 413
+    # Read (and keep) the body before the form: a raw message posted with the form type
+    # (curl -d's default, and some relays') would otherwise be consumed by form parsing
+    # and read back as empty. Werkzeug parses the form from the kept copy.
+    body = request.get_data()
     form = (
         request.form
         if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded")
         else {}
     )
     raw_text = next((form[f] for f in _RAW_FIELDS if form.get(f)), None)
-    raw = raw_text.encode("utf-8", "surrogateescape") if raw_text else request.get_data()
+    raw = raw_text.encode("utf-8", "surrogateescape") if raw_text else body
     if not raw.strip():
         return jsonify(error="no message: send the raw RFC 5322 message as the body"), 400
     if len(raw) > config.inbound_max_bytes:

@@ -83,6 +83,15 @@ def test_every_error_is_problem_details(client, session, now, method, path, stat
     assert body["status"] == status and body["title"] and body["instance"] == path.split("?")[0]
 
 
+def test_a_bad_cursor_is_named_as_such_without_a_regular_expression(client, session, now):
+    token = make_token(session, now)
+    answer = client.get("/api/v1/events?after=zzz", headers=bearer(token))
+    assert answer.status_code == 422
+    (error,) = answer.get_json()["errors"]
+    assert error["field"] == "after" and error["message"].startswith("not a cursor")
+    assert "^" not in error["message"]
+
+
 def test_a_body_that_is_not_json_is_a_400_problem(client, session, now):
     token = make_token(session, now)
     answer = client.post(
@@ -125,6 +134,7 @@ def test_post_enrolments_is_all_or_nothing_with_each_items_errors(client, sessio
     assert answer.status_code == 422 and answer.mimetype == PROBLEM
     errors = {(e["item"], e["field"]) for e in answer.get_json()["errors"]}
     assert errors == {(1, "email"), (2, "timezone"), (3, "manager_email")}
+    assert answer.get_json()["detail"] == "3 errors: nothing was written"
     assert _count(session, Person) == people and _count(session, Enrolment) == 0
 
     answer = post(client, token, "/api/v1/enrolments", {"items": [good]})

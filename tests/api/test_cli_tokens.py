@@ -42,3 +42,12 @@ def test_a_bad_scope_or_an_unknown_token_is_refused(run):  # noqa: F811
     assert run("api-token", "create", "x", "--scope", "admin").exit_code == 2
     unknown = run("api-token", "revoke", "nobody")
     assert unknown.exit_code == 1 and "no API token" in unknown.output
+
+
+def test_revoking_a_name_that_two_live_tokens_share_asks_for_an_id(run, session):  # noqa: F811
+    for _ in range(2):
+        assert run("api-token", "create", "ops").exit_code == 0
+    shared = run("api-token", "revoke", "ops")
+    assert shared.exit_code == 1
+    assert "2 live tokens are named 'ops' (ids 1, 2)" in shared.output
+    assert session.exec(select(ApiToken).where(ApiToken.revoked_at.is_not(None))).all() == []

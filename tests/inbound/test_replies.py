@@ -212,6 +212,7 @@ def test_an_admin_lifts_the_suppression_and_it_is_audited(session, engine, inbou
     assert "Undeliverable since" in page and "5.1.1" in page and "Mail received (1)" in page
     listing = client.get("/admin/inbound").get_data(as_text=True)
     assert "1 address is undeliverable" in listing
+    assert "NUDGER_INBOUND_DOMAIN</code> is not set" not in listing
     assert "cannot be reached" in client.get("/admin/").get_data(as_text=True)
 
     response = post(client, f"/admin/people/{sent.learner.id}/deliverable")
@@ -259,6 +260,12 @@ def test_post_inbound_takes_raw_mime_with_the_shared_secret_only(
     assert len(session.exec(select(InboundMessage)).all()) == 1
     process_all(session, inbound_settings, now)
     assert steps(session)[0].status == "done"
+    # A raw message posted with the form type (as `curl --data-binary` does) is read whole.
+    second = reply(sent.message, "done, again").as_bytes()
+    as_form = {"Authorization": "Bearer s3cret-route",
+               "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
+    assert client.post("/inbound", data=second, headers=as_form).status_code == 202
+    assert len(session.exec(select(InboundMessage)).all()) == 2
     off = admin_app(replace(inbound_settings, inbound_secret=""), now).test_client()
     assert off.post("/inbound", data=raw, headers=good).status_code == 404
 
@@ -306,3 +313,11 @@ def test_received_mail_is_pruned_with_the_rest_after_the_retention_period(
     session.expire_all()
     inbound = session.exec(select(InboundMessage)).one()
     assert inbound.raw == b"" and inbound.outcome.startswith("saved as the note")
+
+
+def test_the_inbound_page_says_when_nothing_can_be_received(session, settings, now):
+    make_admin(session, now)
+    client = admin_app(settings, now).test_client()  # NUDGER_INBOUND_DOMAIN unset
+    sign_in(client)
+    page = client.get("/admin/inbound").get_data(as_text=True)
+    assert "<code>NUDGER_INBOUND_DOMAIN</code> is not set" in page

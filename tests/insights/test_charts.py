@@ -95,3 +95,12 @@ def test_every_text_in_the_charts_is_dark_enough_to_read_on_white():
     assert fills and all(contrast_on_white(f) >= 4.5 for f in fills), {
         f: round(contrast_on_white(f), 2) for f in fills
     }
+
+
+def test_the_funnels_counts_fit_inside_the_chart():
+    steps = [(f"Step {i} with a fairly long title", 13_000, 11_000) for i in range(3)]
+    svg = str(charts.funnel("f", "F", steps, 13_000))
+    counts = re.findall(r'<text x="([\d.]+)"[^>]*>(\d[^<]*sent)</text>', svg)
+    assert counts and all(
+        float(x) + charts.text_width(text) <= charts.WIDTH for x, text in counts
+    ), counts

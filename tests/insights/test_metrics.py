@@ -44,8 +44,10 @@ def test_metrics_are_404_unless_configured_and_401_without_the_token(settings, e
 
 def test_metrics_read_emails_backlog_tick_and_queues(settings, engine, session, now):
     learner_with_first_step(session, settings, now)  # one step email, pending; one tick
+    # The last was sent, and bounced later by mail (nudger.inbound marks it "bounced").
     for i, (state, error) in enumerate([("sent", None), ("failed", "550 no such user"),
-                                        ("failed", "timed out")]):  # fmt: skip
+                                        ("failed", "timed out"),
+                                        ("bounced", "5.1.1 550 user unknown")]):  # fmt: skip
         (row,) = add(session, [{"kind": "reminder", "dedupe_key": f"r{i}",
                                 "to_email": f"p{i}@example.com", "payload": {}}], now)  # fmt: skip
         session.execute(
@@ -56,7 +58,7 @@ def test_metrics_read_emails_backlog_tick_and_queues(settings, engine, session, 
     samples = _scrape(settings, at)
 
     emails = {(s.labels["kind"], s.labels["outcome"]): s.value for s in samples["nudger_emails"]}
-    assert emails == {("reminder", "sent"): 1, ("reminder", "bounced"): 1,
+    assert emails == {("reminder", "sent"): 1, ("reminder", "bounced"): 2,
                       ("reminder", "failed"): 1}  # fmt: skip
     assert samples["nudger_outbox_backlog"][0].value == 1
     pending = session.exec(Outbox.__table__.select().where(Outbox.state == "pending")).one()

@@ -8,8 +8,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-RECEIVER_PORT = 2851  # this suite's range: 2800-2899
-LRS_PORT = 2852
+from tests.conftest import WORKER_INDEX
+
+# This suite's range is 2800-2899; each pytest-xdist worker takes its own pair of ports.
+RECEIVER_PORT = 2851 + 2 * WORKER_INDEX
+LRS_PORT = 2852 + 2 * WORKER_INDEX
 
 
 @dataclass

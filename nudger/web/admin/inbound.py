@@ -6,7 +6,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
 from nudger.inbound import bounces, listing
 from nudger.models import Person
-from nudger.web import db
+from nudger.web import db, settings
 from nudger.web.admin.console import actor, clock
 
 bp = Blueprint("inbound", __name__)
@@ -19,6 +19,7 @@ def index():
         "admin/inbound.html",
         rows=listing.latest(session),
         undeliverable=listing.undeliverable_count(session),
+        inbound_domain=settings().inbound_domain,
     )
 
 

@@ -56,13 +56,17 @@ def before(req, resp, error, instance, model_adapter) -> None:
     if error is None:
         return
     if req.method == "POST" and req.get_json(silent=True) is None:
-        raise ApiProblem(400, "Bad request", "the body must be a JSON object")
+        raise ApiProblem(400, "Bad request", "the body is not valid JSON: send one JSON object")
     errors = []
     for e in error.errors():
         item, field = _field(tuple(e.get("loc", ())))
         value = e.get("input")
         shown = value if isinstance(value, str) else ""
-        errors.append(ItemError(item=item, field=field, value=shown[:320], message=e["msg"]))
+        message = e["msg"]
+        if e.get("type") == "string_pattern_mismatch":
+            # pydantic's message shows the regular expression, which tells a client nothing.
+            message = "not a cursor: pass 0, or a `next_cursor` (or an item's `cursor`) you read"
+        errors.append(ItemError(item=item, field=field, value=shown[:320], message=message))
     raise ApiProblem(422, "Invalid request", "the request does not match the schema", errors)
 
 

@@ -21,6 +21,7 @@ from nudger.api.schemas import (
 from nudger.web import db, settings
 from nudger.web.api import bp, caller, clock
 from nudger.web.api.spec import ApiProblem, api_spec, responses
+from nudger.wording import ngettext
 
 ID = "int(min=1, max=2147483647)"
 
@@ -85,10 +86,12 @@ def enrol():
     try:
         return writing.enrol(db(), settings(), body, caller(), clock())
     except writing.Rejected as exc:
-        count = len(exc.errors)
-        raise ApiProblem(
-            422, "Invalid items", f"{count} error(s): nothing was written", exc.errors
-        ) from None
+        detail = ngettext(
+            "%(num)d error: nothing was written",
+            "%(num)d errors: nothing was written",
+            len(exc.errors),
+        )
+        raise ApiProblem(422, "Invalid items", detail, exc.errors) from None
 
 
 def _complete(enrolment_id: int, key: str) -> Completed:
