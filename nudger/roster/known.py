@@ -26,7 +26,8 @@ class KnownPeople:
 
     def __init__(self, conn: Connection, emails: Iterable[str]) -> None:
         t = Person.__table__
-        columns = (t.c.id, t.c.email, t.c.name, t.c.timezone, t.c.country, t.c.manager_id)
+        columns = (t.c.id, t.c.email, t.c.name, t.c.timezone, t.c.country, t.c.manager_id,
+                   t.c.undeliverable_at)  # fmt: skip
         keys = bindparam("keys", expanding=True)
         self.by_email: dict[str, Row] = {}
         self.by_id: dict[int, Row] = {}

@@ -81,10 +81,13 @@ class WritePlan:
     enrolments: list[tuple[str, int, date, datetime | None]] = field(default_factory=list)
     unchanged: int = 0
     unmeasured: set[int] = field(default_factory=set)  # journeys with no check-ins to plan
+    # Learners whose mail bounced, enrolled again from this file: an admin vouches for the
+    # address (fixed mailbox, corrected typo upstream), so sending resumes.
+    deliverable_again: dict[str, int] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
-        return not (self.new_people or self.updates or self.enrolments)
+        return not (self.new_people or self.updates or self.enrolments or self.deliverable_again)
 
 
 class _Starts:
@@ -171,6 +174,8 @@ def _plan_pair(
 ) -> None:
     """Add the pair's enrolment to the plan, or count its rows as unchanged."""
     email, row = pair.email, known.by_email.get(pair.email)
+    if row is not None and row.undeliverable_at is not None:
+        plan.deliverable_again[email] = row.id
     existing = enrolled.get((row.id, pair.journey.journey_id)) if row is not None else None
     if existing is not None:
         status, started = existing
@@ -266,6 +271,20 @@ def _insert_enrolments(
         )  # fmt: skip
 
 
+def _lift_suppression(conn: Connection, plan: WritePlan, actor: str, now: datetime) -> None:
+    ids = sorted(plan.deliverable_again.values())
+    conn.execute(
+        update(Person.__table__)
+        .where(Person.__table__.c.id.in_(ids))
+        .values(undeliverable_at=None, undeliverable_reason=None, updated_at=now)
+    )
+    conn.execute(insert(AuditLog.__table__), [
+        dict(at=now, actor=actor, action="person.deliverable", subject_type="person",
+             subject_id=pid, detail={"why": "enrolled again from an import"})
+        for pid in ids
+    ])  # fmt: skip
+
+
 def write_all(
     session: Session, plan: WritePlan, ids: dict[str, int], batch: dict, detail: dict
 ) -> int:
@@ -277,6 +296,8 @@ def write_all(
         batch_id = conn.execute(insert(t).returning(t.c.id), batch).scalar_one()
         _insert_people(conn, plan, ids, now)
         _update_people(conn, plan, ids, now)
+        if plan.deliverable_again:
+            _lift_suppression(conn, plan, batch["actor"], now)
         _insert_enrolments(session, plan, ids, batch_id, now)
         audit = dict(at=now, actor=batch["actor"], action="import", subject_type="import_batch",
                      subject_id=batch_id, detail=detail)  # fmt: skip

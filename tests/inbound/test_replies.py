@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from nudger.models import (
 from nudger.privacy.erasure import erase_person
 from nudger.privacy.retention import prune_mail
 from nudger.progress import complete_step
+from nudger.roster import import_roster
 from tests.adminkit import admin_app, make_admin, post, sign_in
 from tests.factories import make_enrolment, make_person
 from tests.inbound.kit import (
@@ -321,3 +323,26 @@ def test_the_inbound_page_says_when_nothing_can_be_received(session, settings, n
     sign_in(client)
     page = client.get("/admin/inbound").get_data(as_text=True)
     assert "<code>NUDGER_INBOUND_DOMAIN</code> is not set" in page
+
+
+def test_enrolling_an_undeliverable_learner_again_from_a_csv_lifts_the_suppression(
+    session, engine, inbound_settings, now
+):
+    sent = send_first_step(session, inbound_settings, engine, now)
+    verp = envelope_sender(sent.message)
+    deliver(session, bounce_sample("gmail.eml", verp), verp, now)
+    process_all(session, inbound_settings, now)
+    session.expire_all()
+    assert session.get(Person, sent.learner.id).undeliverable_at is not None
+    csv = (
+        "email,first_name,last_name,manager_email,journey,timezone\n"
+        "dan@example.com,Dan,Learner,mia@example.com,giving-feedback,Europe/London\n"
+    )
+    result = import_roster(session, inbound_settings, io.BytesIO(csv.encode()), now=now,
+                           actor="admin@example.com")  # fmt: skip
+    assert result.ok
+    session.expire_all()
+    dan = session.get(Person, sent.learner.id)
+    assert (dan.undeliverable_at, dan.undeliverable_reason) == (None, None)
+    lifted = session.exec(select(AuditLog).where(AuditLog.action == "person.deliverable")).one()
+    assert (lifted.actor, lifted.subject_id) == ("admin@example.com", dan.id)
