@@ -284,7 +284,8 @@ def test_reminder_for_several_steps_counts_them():
 @pytest.mark.parametrize(
     ("level", "subject"),
     [
-        ("manager", "2 people on your team could use a nudge"),
+        # one of the two behind also has a step waiting for the manager's confirmation
+        ("manager", "2 people on your team could use a nudge, 1 waiting for your confirmation"),
         ("skip_level", "2 people in your wider team are behind"),
         ("admin", "2 learners are behind"),
     ],
