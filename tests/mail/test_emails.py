@@ -446,7 +446,9 @@ def test_message_headers(kind):
     assert msg["Message-ID"] == make_message_id(42, f"{kind}:7:read-sbi", "example.org")
     assert msg["From"] == FROM
     assert msg["To"] == "Maya Patel <maya@example.com>"
-    assert msg["Subject"] == render(kind, ctx_for(kind)).subject
+    # A subject too long for one line with "Subject:" is folded onto the next; unfolding
+    # leaves the space that began the line, which readers drop.
+    assert msg["Subject"].lstrip() == render(kind, ctx_for(kind)).subject
     assert msg["X-Nudger-Kind"] == kind
     assert msg["Auto-Submitted"] == "auto-generated"
     assert msg["MIME-Version"] == "1.0"
