@@ -6,6 +6,7 @@ never become 100,000 ORM objects.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TypeVar
@@ -14,7 +15,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlmodel import Session
 from sqlmodel import select as orm_select
 
-from nudger import events
+from nudger import bulk, events
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
 from nudger.measure.checkpoints import Measure
@@ -28,7 +29,7 @@ from nudger.models import (
     Step,
 )
 from nudger.roster.checks import EnrolmentRow, RowChecker
-from nudger.roster.known import KnownPeople, chunks
+from nudger.roster.known import KnownPeople, chunks, key_chunk, key_list
 from nudger.roster.result import RowError
 from nudger.schedule import JourneyPlan, default_start, next_slot
 
@@ -59,11 +60,11 @@ def existing_enrolments(conn: Connection, person_ids: list[int], journey_ids: se
     """Return {(person_id, journey_id): (status, start_date)} on the file's journeys."""
     t = Enrolment.__table__
     stmt = select(t.c.person_id, t.c.journey_id, t.c.status, t.c.start_date).where(
-        t.c.person_id.in_(bindparam("keys", expanding=True)),
+        key_list(conn, t.c.person_id),
         t.c.journey_id.in_(sorted(journey_ids)),
     )
     found = {}
-    for chunk in chunks(person_ids):
+    for chunk in chunks(person_ids, key_chunk(conn)):
         for r in conn.execute(stmt, {"keys": chunk}):
             found[(r.person_id, r.journey_id)] = (r.status, r.start_date)
     return found
@@ -266,6 +267,56 @@ def _insert_enrolments(
         )  # fmt: skip
 
 
+def _copy_people(session: Session, plan: WritePlan, ids: dict[str, int], now: datetime) -> None:
+    """PostgreSQL: take the new people's ids first, then COPY them with their manager_ids.
+
+    One COPY is one statement: its foreign keys are checked at its end, so a
+    manager may come after their reports.
+    """
+    t = Person.__table__
+    ids.update(zip(plan.new_people, bulk.new_ids(session, t, len(plan.new_people)), strict=True))
+    rows = (
+        (ids[email], email, name, tz, country, now, now, ids[manager] if manager else None)
+        for email, (name, tz, country, manager) in plan.new_people.items()
+    )
+    columns = ("id", "email", "name", "timezone", "country", "created_at", "updated_at",
+               "manager_id")  # fmt: skip
+    bulk.copy_rows(session, t, columns, rows)
+
+
+def _copy_enrolments(
+    session: Session, plan: WritePlan, ids: dict[str, int], batch_id: int, now
+) -> None:
+    """PostgreSQL: COPY the enrolments with ids taken first, then their `enrolment.created`."""
+    t = Enrolment.__table__
+    enrolment_ids = bulk.new_ids(session, t, len(plan.enrolments))
+    rows = (
+        (eid, ids[email], journey_id, "active", start, 0, next_at, None, False,
+         journey_id in plan.unmeasured, batch_id, now, now)
+        for eid, (email, journey_id, start, next_at) in zip(
+            enrolment_ids, plan.enrolments, strict=True
+        )
+    )  # fmt: skip
+    columns = ("id", "person_id", "journey_id", "status", "start_date", "shift_days",
+               "next_action_at", "paused_at", "reminders_muted", "checkins_planned",
+               "import_batch_id", "created_at", "updated_at")  # fmt: skip
+    bulk.copy_rows(session, t, columns, rows)
+    conn = session.connection()
+    j = Journey.__table__
+    # The data as json.dumps writes it, put together here: a million dicts dumped one by one
+    # would cost more than the COPY itself.
+    slugs = {jid: json.dumps(slug) for jid, slug in conn.execute(select(j.c.id, j.c.slug))}
+    days: dict[date, str] = {}
+    created = (
+        (events.ENROLMENT_CREATED, eid,
+         f'{{"enrolment_id": {eid}, "person_id": {ids[email]}, "journey": {slugs[journey_id]}, '
+         f'"start_date": "{days.get(start) or days.setdefault(start, start.isoformat())}", '
+         f'"import_batch_id": {batch_id}}}')
+        for eid, (email, journey_id, start, _) in zip(enrolment_ids, plan.enrolments, strict=True)
+    )  # fmt: skip
+    events.copy_many(session, created, now=now)
+
+
 def write_all(
     session: Session, plan: WritePlan, ids: dict[str, int], batch: dict, detail: dict
 ) -> int:
@@ -275,9 +326,14 @@ def write_all(
         conn = session.connection()
         t = ImportBatch.__table__
         batch_id = conn.execute(insert(t).returning(t.c.id), batch).scalar_one()
-        _insert_people(conn, plan, ids, now)
-        _update_people(conn, plan, ids, now)
-        _insert_enrolments(session, plan, ids, batch_id, now)
+        if conn.dialect.name == "postgresql":
+            _copy_people(session, plan, ids, now)
+            _update_people(conn, plan, ids, now)
+            _copy_enrolments(session, plan, ids, batch_id, now)
+        else:
+            _insert_people(conn, plan, ids, now)
+            _update_people(conn, plan, ids, now)
+            _insert_enrolments(session, plan, ids, batch_id, now)
         audit = dict(at=now, actor=batch["actor"], action="import", subject_type="import_batch",
                      subject_id=batch_id, detail=detail)  # fmt: skip
         conn.execute(insert(AuditLog.__table__), audit)
