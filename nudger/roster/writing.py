@@ -7,6 +7,8 @@ never become 100,000 ORM objects.
 from __future__ import annotations
 
 import json
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TypeVar
@@ -73,13 +75,45 @@ def existing_enrolments(conn: Connection, person_ids: list[int], journey_ids: se
 # --- deciding what to write ---------------------------------------------------------
 
 
+class Enrolments:
+    """The enrolments to write, in order: (email, journey id, start date, next_action_at).
+
+    A million 4-tuples would cost some 80 MB; an enrolment here is a reference to
+    its person's email and one index into the few (journey, start, next_action_at)
+    a roster repeats.
+    """
+
+    def __init__(self) -> None:
+        self._emails: list[str] = []
+        self._which = array("I")
+        self._kinds: list[tuple[int, date, datetime | None]] = []
+        self._index: dict[tuple, int] = {}
+
+    def append(self, email: str, journey_id: int, start: date, next_at: datetime | None) -> None:
+        kind = (journey_id, start, next_at)
+        i = self._index.get(kind)
+        if i is None:
+            i = self._index[kind] = len(self._kinds)
+            self._kinds.append(kind)
+        self._emails.append(email)
+        self._which.append(i)
+
+    def __len__(self) -> int:
+        return len(self._emails)
+
+    def __iter__(self) -> Iterator[tuple[str, int, date, datetime | None]]:
+        kinds = self._kinds
+        for email, i in zip(self._emails, self._which, strict=True):
+            yield (email, *kinds[i])
+
+
 @dataclass
 class WritePlan:
     """Exactly what a commit writes; a dry run stops here."""
 
     new_people: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
     updates: dict[str, tuple[int, str, str, str, str]] = field(default_factory=dict)
-    enrolments: list[tuple[str, int, date, datetime | None]] = field(default_factory=list)
+    enrolments: Enrolments = field(default_factory=Enrolments)
     unchanged: int = 0
     unmeasured: set[int] = field(default_factory=set)  # journeys with no check-ins to plan
 
@@ -135,10 +169,16 @@ class _Starts:
 def plan_writes(
     reader: RowChecker, known: KnownPeople, enrolled: dict, settings: Settings, now
 ) -> WritePlan:
-    """Compare the file with the database: who is new, who changed, which enrolments."""
+    """Compare the file with the database: who is new, who changed, which enrolments.
+
+    This empties the reader's people and pairs: the plan holds what is left of them.
+    """
     plan, starts = WritePlan(), _Starts(now)
     zone, country = settings.default_timezone, settings.default_country.upper()
-    for email, p in reader.people.items():
+    # The reader's records are taken out as the plan grows, so that the two are not both held
+    # whole: at a million rows each costs hundreds of megabytes.
+    for email in list(reader.people):
+        p = reader.people.pop(email)
         row = known.by_email.get(email)
         if row is None:
             plan.new_people[email] = (p.name, p.timezone or zone, p.country or country, p.manager)
@@ -150,15 +190,18 @@ def plan_writes(
         if wanted != current:
             plan.updates[email] = (row.id, *wanted)
     for email, (first_row, name) in reader.managers.items():
-        if email not in reader.people and email not in known.by_email:
+        if email not in plan.new_people and email not in known.by_email:
             plan.new_people[email] = (name, zone, country, "")
             if email in reader.rejected:
                 continue  # in the file, on a row with an error: nothing will be written
             named = f"named {name!r}" if name else "with no name"
             message = f"manager not in the file: added as a person {named}"
             reader.warnings.append(RowError(first_row, "manager_email", email, message))
-    for pair in reader.pairs.values():
+    for key in list(reader.pairs):
+        pair = reader.pairs.pop(key)
         _plan_pair(plan, pair, reader.warnings, known, enrolled, starts)
+    # Emptied dicts keep their tables: new ones let those go.
+    reader.people, reader.pairs = {}, {}
     return plan
 
 
@@ -192,7 +235,7 @@ def _plan_pair(
         message = f"in the past: starts on {start}, the next send slot, instead"
         warnings.append(RowError(pair.row, "start_date", pair.start.isoformat(), message))
     next_at = starts.next_action(pair.journey, tz, country, start)
-    plan.enrolments.append((email, pair.journey.journey_id, start, next_at))
+    plan.enrolments.append(email, pair.journey.journey_id, start, next_at)
 
 
 # --- writing ------------------------------------------------------------------------
