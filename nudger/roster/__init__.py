@@ -128,11 +128,9 @@ def _import(
     if reader.people or reader.rejected:
         conn = session.connection()
         stated = (manager for _, manager in reader.rejected.values() if manager)
-        named = dict.fromkeys(
-            itertools.chain(reader.people, reader.rejected, reader.managers, stated)
-        )
+        # A name may come twice (a person who manages others): the lookup minds no repeats.
+        named = itertools.chain(reader.people, reader.rejected, reader.managers, stated)
         known = KnownPeople(conn, named)
-        del named
         check_loops(reader, known)
         person_ids = [known.by_email[e].id for e in reader.people if e in known.by_email]
         journey_ids = {p.journey.journey_id for p in reader.pairs.values()}

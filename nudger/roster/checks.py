@@ -99,7 +99,9 @@ class RowChecker:
         self.journeys, self.default_slug = journeys, default_slug
         self.rows = 0
         self.people: dict[str, PersonRow] = {}
-        self.pairs: dict[tuple[str, int], EnrolmentRow] = {}
+        # A person's first enrolment is keyed by their email alone, later ones by (email,
+        # journey id): most people have one, and a million key tuples cost some 60 MB.
+        self.pairs: dict[str | tuple[str, int], EnrolmentRow] = {}
         self.managers: dict[str, tuple[int, str]] = {}  # email -> (first row, manager_name)
         # People whose row had an error, by email: (row, manager_email or ""). They are still
         # in the file, and the manager they name may close a loop worth reporting too.
@@ -232,7 +234,9 @@ class RowChecker:
 
     def _merge(self, row: int, email: str, new: PersonRow, journey: JourneyPlan, start) -> None:
         """Record the row, unless it contradicts an earlier row about the same person."""
-        pair = self.pairs.get((email, journey.journey_id))
+        pair = self.pairs.get(email)
+        if pair is not None and pair.journey.journey_id != journey.journey_id:
+            pair = self.pairs.get((email, journey.journey_id))
         old = self.people.get(email)
         if old is not None and self._conflicts(row, old, new, pair):
             return
@@ -245,7 +249,8 @@ class RowChecker:
         else:
             _fill_blanks(old, new)
         if pair is None:
-            self.pairs[(email, journey.journey_id)] = EnrolmentRow(row, email, journey, start)
+            key = (email, journey.journey_id) if email in self.pairs else email
+            self.pairs[key] = EnrolmentRow(row, email, journey, start)
             return
         pair.rows += 1
         pair.start = pair.start or start

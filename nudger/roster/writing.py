@@ -11,6 +11,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from itertools import chain
 from typing import TypeVar
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -317,7 +318,8 @@ def _copy_people(session: Session, plan: WritePlan, ids: dict[str, int], now: da
     manager may come after their reports.
     """
     t = Person.__table__
-    ids.update(zip(plan.new_people, bulk.new_ids(session, t, len(plan.new_people)), strict=True))
+    runs = bulk.new_ids(session, t, len(plan.new_people))
+    ids.update(zip(plan.new_people, chain.from_iterable(runs), strict=True))
     rows = (
         (ids[email], email, name, tz, country, now, now, ids[manager] if manager else None)
         for email, (name, tz, country, manager) in plan.new_people.items()
@@ -332,12 +334,12 @@ def _copy_enrolments(
 ) -> None:
     """PostgreSQL: COPY the enrolments with ids taken first, then their `enrolment.created`."""
     t = Enrolment.__table__
-    enrolment_ids = bulk.new_ids(session, t, len(plan.enrolments))
+    runs = bulk.new_ids(session, t, len(plan.enrolments))
     rows = (
         (eid, ids[email], journey_id, "active", start, 0, next_at, None, False,
          journey_id in plan.unmeasured, batch_id, now, now)
         for eid, (email, journey_id, start, next_at) in zip(
-            enrolment_ids, plan.enrolments, strict=True
+            chain.from_iterable(runs), plan.enrolments, strict=True
         )
     )  # fmt: skip
     columns = ("id", "person_id", "journey_id", "status", "start_date", "shift_days",
@@ -355,7 +357,9 @@ def _copy_enrolments(
          f'{{"enrolment_id": {eid}, "person_id": {ids[email]}, "journey": {slugs[journey_id]}, '
          f'"start_date": "{days.get(start) or days.setdefault(start, start.isoformat())}", '
          f'"import_batch_id": {batch_id}}}')
-        for eid, (email, journey_id, start, _) in zip(enrolment_ids, plan.enrolments, strict=True)
+        for eid, (email, journey_id, start, _) in zip(
+            chain.from_iterable(runs), plan.enrolments, strict=True
+        )
     )  # fmt: skip
     events.copy_many(session, created, now=now)
 
