@@ -46,6 +46,7 @@ class PersonRow:
     country_row: int
     manager: str
     manager_row: int
+    looked_up: bool = False  # check_loops has walked their reporting line
 
 
 @dataclass(slots=True)
@@ -307,12 +308,19 @@ def check_loops(reader: RowChecker, known: KnownPeople) -> None:
         found = stated(email)
         return found[1] if found else known.manager_email(email)
 
-    done: set[str] = set()
+    # Who has been walked is marked on the person's record: a set of a million emails would
+    # cost tens of megabytes at the import's peak. Others (rejected, known) are few.
+    others: set[str] = set()
+
+    def done(email: str) -> bool:
+        person = reader.people.get(email)
+        return person.looked_up if person is not None else email in others
+
     for start in itertools.chain(reader.people, reader.rejected):
-        if start in done or stated(start) is None:
+        if done(start) or stated(start) is None:
             continue
         path, on_path, node = [], set(), start
-        while node and node not in done and node not in on_path:
+        while node and not done(node) and node not in on_path:
             path.append(node)
             on_path.add(node)
             node = manager_of(node)
@@ -323,4 +331,9 @@ def check_loops(reader: RowChecker, known: KnownPeople) -> None:
                 if found is not None:
                     chain = " → ".join([*loop[i:], *loop[: i + 1]])
                     reader.error(found[0], "manager_email", found[1], f"manager loop: {chain}")
-        done.update(path)
+        for email in path:
+            person = reader.people.get(email)
+            if person is not None:
+                person.looked_up = True
+            else:
+                others.add(email)
