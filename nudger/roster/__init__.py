@@ -133,10 +133,10 @@ def _import(
         known = KnownPeople(conn, named)
         check_loops(reader, known)
         person_ids = [known.by_email[e].id for e in reader.people if e in known.by_email]
-        journey_ids = {p.journey.journey_id for p in reader.pairs.values()}
+        journey_ids = {p.journey.journey_id for p in reader.enrolment_rows()}
         enrolled = existing_enrolments(conn, person_ids, journey_ids)
         del person_ids
-        slugs = sorted({p.journey.slug for p in reader.pairs.values()})
+        slugs = sorted({p.journey.slug for p in reader.enrolment_rows()})
         plan = plan_writes(reader, known, enrolled, settings, now)
         plan.unmeasured = unmeasured_journeys(session)
     result.errors = sorted(reader.errors, key=lambda e: e.row)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
@@ -36,7 +36,12 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 @dataclass(slots=True)
 class PersonRow:
-    """A learner as the file describes them; "" means not given, `*_row` where it was."""
+    """A learner as the file describes them; "" means not given, `*_row` where it was.
+
+    It is also the person's first enrolment (the fields of an EnrolmentRow): most
+    people are in one journey, and a record and a dict entry more per person cost
+    over 100 bytes a row, 100 MB at a million rows.
+    """
 
     row: int
     name: str
@@ -46,6 +51,10 @@ class PersonRow:
     country_row: int
     manager: str
     manager_row: int
+    email: str
+    journey: JourneyPlan
+    start: date | None
+    rows: int = 1
     looked_up: bool = False  # check_loops has walked their reporting line
 
 
@@ -100,9 +109,8 @@ class RowChecker:
         self.journeys, self.default_slug = journeys, default_slug
         self.rows = 0
         self.people: dict[str, PersonRow] = {}
-        # A person's first enrolment is keyed by their email alone, later ones by (email,
-        # journey id): most people have one, and a million key tuples cost some 60 MB.
-        self.pairs: dict[str | tuple[str, int], EnrolmentRow] = {}
+        # Enrolments after a person's first (which is their PersonRow), by (email, journey id).
+        self.pairs: dict[tuple[str, int], EnrolmentRow] = {}
         self.managers: dict[str, tuple[int, str]] = {}  # email -> (first row, manager_name)
         # People whose row had an error, by email: (row, manager_email or ""). They are still
         # in the file, and the manager they name may close a loop worth reporting too.
@@ -113,6 +121,11 @@ class RowChecker:
         self._manager_emails: dict[str, str | EmailNotValidError] = {}
         self._countries: dict[str, str] = {}
         self._dates: dict[str, date] = {}
+
+    def enrolment_rows(self) -> Iterator[PersonRow | EnrolmentRow]:
+        """Every enrolment the file asks for: each person's first, then the others."""
+        yield from self.people.values()
+        yield from self.pairs.values()
 
     def error(self, row: int, column: str, value: str, message: str) -> None:
         self.errors.append(RowError(row, column, value, message))
@@ -145,7 +158,7 @@ class RowChecker:
             return
         if manager:
             self._note_manager(row, manager, manager_name)
-        new = PersonRow(row, name, tz, row, country, row, manager, row)
+        new = PersonRow(row, name, tz, row, country, row, manager, row, email, journey, start)
         self._merge(row, email, new, journey, start)
 
     def _without_controls(self, row: int, cells: dict[str, str]) -> dict[str, str | None]:
@@ -235,10 +248,11 @@ class RowChecker:
 
     def _merge(self, row: int, email: str, new: PersonRow, journey: JourneyPlan, start) -> None:
         """Record the row, unless it contradicts an earlier row about the same person."""
-        pair = self.pairs.get(email)
-        if pair is not None and pair.journey.journey_id != journey.journey_id:
-            pair = self.pairs.get((email, journey.journey_id))
         old = self.people.get(email)
+        pair: PersonRow | EnrolmentRow | None = None
+        if old is not None:
+            same = old.journey.journey_id == journey.journey_id
+            pair = old if same else self.pairs.get((email, journey.journey_id))
         if old is not None and self._conflicts(row, old, new, pair):
             return
         if pair is not None and start and pair.start and start != pair.start:
@@ -246,12 +260,11 @@ class RowChecker:
             self.error(row, "start_date", start.isoformat(), message + ": make them agree")
             return
         if old is None:
-            self.people[email] = new
-        else:
-            _fill_blanks(old, new)
+            self.people[email] = new  # the person and their first enrolment
+            return
+        _fill_blanks(old, new)
         if pair is None:
-            key = (email, journey.journey_id) if email in self.pairs else email
-            self.pairs[key] = EnrolmentRow(row, email, journey, start)
+            self.pairs[(email, journey.journey_id)] = EnrolmentRow(row, email, journey, start)
             return
         pair.rows += 1
         pair.start = pair.start or start
@@ -259,7 +272,7 @@ class RowChecker:
         self.warnings.append(RowError(row, "email", email, message))
 
     def _conflicts(
-        self, row: int, old: PersonRow, new: PersonRow, pair: EnrolmentRow | None
+        self, row: int, old: PersonRow, new: PersonRow, pair: PersonRow | EnrolmentRow | None
     ) -> bool:
         found = False
         for column, label, mine, theirs, their_row in (

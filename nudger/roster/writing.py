@@ -31,7 +31,7 @@ from nudger.models import (
     Person,
     Step,
 )
-from nudger.roster.checks import EnrolmentRow, RowChecker
+from nudger.roster.checks import EnrolmentRow, PersonRow, RowChecker
 from nudger.roster.known import KnownPeople, chunks, key_chunk, key_list
 from nudger.roster.result import RowError
 from nudger.schedule import JourneyPlan, default_start, next_slot
@@ -183,13 +183,14 @@ def plan_writes(
         row = known.by_email.get(email)
         if row is None:
             plan.new_people[email] = (p.name, p.timezone or zone, p.country or country, p.manager)
-            continue
-        current = (row.name, row.timezone, row.country, known.manager_email(email))
-        given = (p.name, p.timezone, p.country, p.manager)
-        # A blank cell keeps what the database has; it never resets a value to the default.
-        wanted = tuple(mine or theirs for mine, theirs in zip(given, current, strict=True))
-        if wanted != current:
-            plan.updates[email] = (row.id, *wanted)
+        else:
+            current = (row.name, row.timezone, row.country, known.manager_email(email))
+            given = (p.name, p.timezone, p.country, p.manager)
+            # A blank cell keeps what the database has; it never resets a value to the default.
+            wanted = tuple(mine or theirs for mine, theirs in zip(given, current, strict=True))
+            if wanted != current:
+                plan.updates[email] = (row.id, *wanted)
+        _plan_pair(plan, p, reader.warnings, known, enrolled, starts)  # their first enrolment
     for email, (first_row, name) in reader.managers.items():
         if email not in plan.new_people and email not in known.by_email:
             plan.new_people[email] = (name, zone, country, "")
@@ -208,7 +209,7 @@ def plan_writes(
 
 def _plan_pair(
     plan: WritePlan,
-    pair: EnrolmentRow,
+    pair: PersonRow | EnrolmentRow,
     warnings: list,
     known: KnownPeople,
     enrolled: dict,
