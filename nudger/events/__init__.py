@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import text, tuple_
 from sqlmodel import Session, select
 
-from nudger.bulk import insert_all, insert_ignoring
+from nudger.bulk import copy_rows, insert_all, insert_ignoring
 from nudger.models import Event
 
 ENROLMENT_CREATED = "enrolment.created"
@@ -102,6 +102,24 @@ def record_many(
     plain = [row for row in rows if row["key"] is None]
     insert_all(session, Event.__table__, plain)
     insert_ignoring(session, Event.__table__, keyed, ("key",), ("id",))
+
+
+def copy_many(
+    session: Session, events: Iterable[tuple[str, int | None, str]], *, now: datetime
+) -> int:
+    """Write (type, enrolment id, data as JSON text) events without keys by one COPY
+    (PostgreSQL): a large import's events stream to the server as they are made.
+
+    The same rows as `record_many` writes; the id and txid come from the server's defaults.
+    """
+
+    def rows():
+        for type_, enrolment_id, data in events:
+            _check(type_)
+            yield type_, now, enrolment_id, data, None, False
+
+    columns = ("type", "occurred_at", "enrolment_id", "data", "key", "dispatched")
+    return copy_rows(session, Event.__table__, columns, rows())
 
 
 #: a feed cursor: "" or "0" (the start), "ID" (SQLite) or "TXID.ID" (PostgreSQL)

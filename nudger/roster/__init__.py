@@ -124,18 +124,19 @@ def _import(
         reader.error(0, "", journey_slug or "", unknown_journey(default_slug, journeys))
     feed(reader)
     result = ImportResult(rows=reader.rows, dry_run=dry_run)
-    plan = WritePlan()
+    plan, slugs = WritePlan(), []
     if reader.people or reader.rejected:
         conn = session.connection()
         stated = (manager for _, manager in reader.rejected.values() if manager)
-        named = dict.fromkeys(
-            itertools.chain(reader.people, reader.rejected, reader.managers, stated)
-        )
+        # A name may come twice (a person who manages others): the lookup minds no repeats.
+        named = itertools.chain(reader.people, reader.rejected, reader.managers, stated)
         known = KnownPeople(conn, named)
         check_loops(reader, known)
         person_ids = [known.by_email[e].id for e in reader.people if e in known.by_email]
-        journey_ids = {p.journey.journey_id for p in reader.pairs.values()}
+        journey_ids = {p.journey.journey_id for p in reader.enrolment_rows()}
         enrolled = existing_enrolments(conn, person_ids, journey_ids)
+        del person_ids
+        slugs = sorted({p.journey.slug for p in reader.enrolment_rows()})
         plan = plan_writes(reader, known, enrolled, settings, now)
         plan.unmeasured = unmeasured_journeys(session)
     result.errors = sorted(reader.errors, key=lambda e: e.row)
@@ -154,7 +155,7 @@ def _import(
     )  # fmt: skip
     detail = {k: v for k, v in batch.items() if k != "created_at"} | {
         "unchanged": result.unchanged, "warnings": len(result.warnings),
-        "journeys": sorted({p.journey.slug for p in reader.pairs.values()}),
+        "journeys": slugs,
     }  # fmt: skip
     ids = {email: row.id for email, row in known.by_email.items()}
     result.batch_id = write_all(session, plan, ids, batch, detail)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
@@ -36,7 +36,12 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 @dataclass(slots=True)
 class PersonRow:
-    """A learner as the file describes them; "" means not given, `*_row` where it was."""
+    """A learner as the file describes them; "" means not given, `*_row` where it was.
+
+    It is also the person's first enrolment (the fields of an EnrolmentRow): most
+    people are in one journey, and a record and a dict entry more per person cost
+    over 100 bytes a row, 100 MB at a million rows.
+    """
 
     row: int
     name: str
@@ -46,6 +51,11 @@ class PersonRow:
     country_row: int
     manager: str
     manager_row: int
+    email: str
+    journey: JourneyPlan
+    start: date | None
+    rows: int = 1
+    looked_up: bool = False  # check_loops has walked their reporting line
 
 
 @dataclass(slots=True)
@@ -99,6 +109,7 @@ class RowChecker:
         self.journeys, self.default_slug = journeys, default_slug
         self.rows = 0
         self.people: dict[str, PersonRow] = {}
+        # Enrolments after a person's first (which is their PersonRow), by (email, journey id).
         self.pairs: dict[tuple[str, int], EnrolmentRow] = {}
         self.managers: dict[str, tuple[int, str]] = {}  # email -> (first row, manager_name)
         # People whose row had an error, by email: (row, manager_email or ""). They are still
@@ -110,6 +121,11 @@ class RowChecker:
         self._manager_emails: dict[str, str | EmailNotValidError] = {}
         self._countries: dict[str, str] = {}
         self._dates: dict[str, date] = {}
+
+    def enrolment_rows(self) -> Iterator[PersonRow | EnrolmentRow]:
+        """Every enrolment the file asks for: each person's first, then the others."""
+        yield from self.people.values()
+        yield from self.pairs.values()
 
     def error(self, row: int, column: str, value: str, message: str) -> None:
         self.errors.append(RowError(row, column, value, message))
@@ -142,7 +158,7 @@ class RowChecker:
             return
         if manager:
             self._note_manager(row, manager, manager_name)
-        new = PersonRow(row, name, tz, row, country, row, manager, row)
+        new = PersonRow(row, name, tz, row, country, row, manager, row, email, journey, start)
         self._merge(row, email, new, journey, start)
 
     def _without_controls(self, row: int, cells: dict[str, str]) -> dict[str, str | None]:
@@ -232,8 +248,11 @@ class RowChecker:
 
     def _merge(self, row: int, email: str, new: PersonRow, journey: JourneyPlan, start) -> None:
         """Record the row, unless it contradicts an earlier row about the same person."""
-        pair = self.pairs.get((email, journey.journey_id))
         old = self.people.get(email)
+        pair: PersonRow | EnrolmentRow | None = None
+        if old is not None:
+            same = old.journey.journey_id == journey.journey_id
+            pair = old if same else self.pairs.get((email, journey.journey_id))
         if old is not None and self._conflicts(row, old, new, pair):
             return
         if pair is not None and start and pair.start and start != pair.start:
@@ -241,9 +260,9 @@ class RowChecker:
             self.error(row, "start_date", start.isoformat(), message + ": make them agree")
             return
         if old is None:
-            self.people[email] = new
-        else:
-            _fill_blanks(old, new)
+            self.people[email] = new  # the person and their first enrolment
+            return
+        _fill_blanks(old, new)
         if pair is None:
             self.pairs[(email, journey.journey_id)] = EnrolmentRow(row, email, journey, start)
             return
@@ -253,7 +272,7 @@ class RowChecker:
         self.warnings.append(RowError(row, "email", email, message))
 
     def _conflicts(
-        self, row: int, old: PersonRow, new: PersonRow, pair: EnrolmentRow | None
+        self, row: int, old: PersonRow, new: PersonRow, pair: PersonRow | EnrolmentRow | None
     ) -> bool:
         found = False
         for column, label, mine, theirs, their_row in (
@@ -302,12 +321,19 @@ def check_loops(reader: RowChecker, known: KnownPeople) -> None:
         found = stated(email)
         return found[1] if found else known.manager_email(email)
 
-    done: set[str] = set()
+    # Who has been walked is marked on the person's record: a set of a million emails would
+    # cost tens of megabytes at the import's peak. Others (rejected, known) are few.
+    others: set[str] = set()
+
+    def done(email: str) -> bool:
+        person = reader.people.get(email)
+        return person.looked_up if person is not None else email in others
+
     for start in itertools.chain(reader.people, reader.rejected):
-        if start in done or stated(start) is None:
+        if done(start) or stated(start) is None:
             continue
         path, on_path, node = [], set(), start
-        while node and node not in done and node not in on_path:
+        while node and not done(node) and node not in on_path:
             path.append(node)
             on_path.add(node)
             node = manager_of(node)
@@ -318,4 +344,9 @@ def check_loops(reader: RowChecker, known: KnownPeople) -> None:
                 if found is not None:
                     chain = " → ".join([*loop[i:], *loop[: i + 1]])
                     reader.error(found[0], "manager_email", found[1], f"manager loop: {chain}")
-        done.update(path)
+        for email in path:
+            person = reader.people.get(email)
+            if person is not None:
+                person.looked_up = True
+            else:
+                others.add(email)

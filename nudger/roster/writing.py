@@ -6,15 +6,19 @@ never become 100,000 ORM objects.
 
 from __future__ import annotations
 
+import json
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from itertools import chain
 from typing import TypeVar
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlmodel import Session
 from sqlmodel import select as orm_select
 
-from nudger import events
+from nudger import bulk, events
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
 from nudger.measure.checkpoints import Measure
@@ -27,8 +31,8 @@ from nudger.models import (
     Person,
     Step,
 )
-from nudger.roster.checks import EnrolmentRow, RowChecker
-from nudger.roster.known import KnownPeople, chunks
+from nudger.roster.checks import EnrolmentRow, PersonRow, RowChecker
+from nudger.roster.known import KnownPeople, chunks, key_chunk, key_list
 from nudger.roster.result import RowError
 from nudger.schedule import JourneyPlan, default_start, next_slot
 
@@ -59,11 +63,11 @@ def existing_enrolments(conn: Connection, person_ids: list[int], journey_ids: se
     """Return {(person_id, journey_id): (status, start_date)} on the file's journeys."""
     t = Enrolment.__table__
     stmt = select(t.c.person_id, t.c.journey_id, t.c.status, t.c.start_date).where(
-        t.c.person_id.in_(bindparam("keys", expanding=True)),
+        key_list(conn, t.c.person_id),
         t.c.journey_id.in_(sorted(journey_ids)),
     )
     found = {}
-    for chunk in chunks(person_ids):
+    for chunk in chunks(person_ids, key_chunk(conn)):
         for r in conn.execute(stmt, {"keys": chunk}):
             found[(r.person_id, r.journey_id)] = (r.status, r.start_date)
     return found
@@ -72,13 +76,45 @@ def existing_enrolments(conn: Connection, person_ids: list[int], journey_ids: se
 # --- deciding what to write ---------------------------------------------------------
 
 
+class Enrolments:
+    """The enrolments to write, in order: (email, journey id, start date, next_action_at).
+
+    A million 4-tuples would cost some 80 MB; an enrolment here is a reference to
+    its person's email and one index into the few (journey, start, next_action_at)
+    a roster repeats.
+    """
+
+    def __init__(self) -> None:
+        self._emails: list[str] = []
+        self._which = array("I")
+        self._kinds: list[tuple[int, date, datetime | None]] = []
+        self._index: dict[tuple, int] = {}
+
+    def append(self, email: str, journey_id: int, start: date, next_at: datetime | None) -> None:
+        kind = (journey_id, start, next_at)
+        i = self._index.get(kind)
+        if i is None:
+            i = self._index[kind] = len(self._kinds)
+            self._kinds.append(kind)
+        self._emails.append(email)
+        self._which.append(i)
+
+    def __len__(self) -> int:
+        return len(self._emails)
+
+    def __iter__(self) -> Iterator[tuple[str, int, date, datetime | None]]:
+        kinds = self._kinds
+        for email, i in zip(self._emails, self._which, strict=True):
+            yield (email, *kinds[i])
+
+
 @dataclass
 class WritePlan:
     """Exactly what a commit writes; a dry run stops here."""
 
     new_people: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
     updates: dict[str, tuple[int, str, str, str, str]] = field(default_factory=dict)
-    enrolments: list[tuple[str, int, date, datetime | None]] = field(default_factory=list)
+    enrolments: Enrolments = field(default_factory=Enrolments)
     unchanged: int = 0
     unmeasured: set[int] = field(default_factory=set)  # journeys with no check-ins to plan
     # Learners whose mail bounced, enrolled again from this file: an admin vouches for the
@@ -137,36 +173,46 @@ class _Starts:
 def plan_writes(
     reader: RowChecker, known: KnownPeople, enrolled: dict, settings: Settings, now
 ) -> WritePlan:
-    """Compare the file with the database: who is new, who changed, which enrolments."""
+    """Compare the file with the database: who is new, who changed, which enrolments.
+
+    This empties the reader's people and pairs: the plan holds what is left of them.
+    """
     plan, starts = WritePlan(), _Starts(now)
     zone, country = settings.default_timezone, settings.default_country.upper()
-    for email, p in reader.people.items():
+    # The reader's records are taken out as the plan grows, so that the two are not both held
+    # whole: at a million rows each costs hundreds of megabytes.
+    for email in list(reader.people):
+        p = reader.people.pop(email)
         row = known.by_email.get(email)
         if row is None:
             plan.new_people[email] = (p.name, p.timezone or zone, p.country or country, p.manager)
-            continue
-        current = (row.name, row.timezone, row.country, known.manager_email(email))
-        given = (p.name, p.timezone, p.country, p.manager)
-        # A blank cell keeps what the database has; it never resets a value to the default.
-        wanted = tuple(mine or theirs for mine, theirs in zip(given, current, strict=True))
-        if wanted != current:
-            plan.updates[email] = (row.id, *wanted)
+        else:
+            current = (row.name, row.timezone, row.country, known.manager_email(email))
+            given = (p.name, p.timezone, p.country, p.manager)
+            # A blank cell keeps what the database has; it never resets a value to the default.
+            wanted = tuple(mine or theirs for mine, theirs in zip(given, current, strict=True))
+            if wanted != current:
+                plan.updates[email] = (row.id, *wanted)
+        _plan_pair(plan, p, reader.warnings, known, enrolled, starts)  # their first enrolment
     for email, (first_row, name) in reader.managers.items():
-        if email not in reader.people and email not in known.by_email:
+        if email not in plan.new_people and email not in known.by_email:
             plan.new_people[email] = (name, zone, country, "")
             if email in reader.rejected:
                 continue  # in the file, on a row with an error: nothing will be written
             named = f"named {name!r}" if name else "with no name"
             message = f"manager not in the file: added as a person {named}"
             reader.warnings.append(RowError(first_row, "manager_email", email, message))
-    for pair in reader.pairs.values():
+    for key in list(reader.pairs):
+        pair = reader.pairs.pop(key)
         _plan_pair(plan, pair, reader.warnings, known, enrolled, starts)
+    # Emptied dicts keep their tables: new ones let those go.
+    reader.people, reader.pairs = {}, {}
     return plan
 
 
 def _plan_pair(
     plan: WritePlan,
-    pair: EnrolmentRow,
+    pair: PersonRow | EnrolmentRow,
     warnings: list,
     known: KnownPeople,
     enrolled: dict,
@@ -196,7 +242,7 @@ def _plan_pair(
         message = f"in the past: starts on {start}, the next send slot, instead"
         warnings.append(RowError(pair.row, "start_date", pair.start.isoformat(), message))
     next_at = starts.next_action(pair.journey, tz, country, start)
-    plan.enrolments.append((email, pair.journey.journey_id, start, next_at))
+    plan.enrolments.append(email, pair.journey.journey_id, start, next_at)
 
 
 # --- writing ------------------------------------------------------------------------
@@ -273,6 +319,8 @@ def _insert_enrolments(
 
 def _lift_suppression(conn: Connection, plan: WritePlan, actor: str, now: datetime) -> None:
     ids = sorted(plan.deliverable_again.values())
+    if not ids:
+        return
     conn.execute(
         update(Person.__table__)
         .where(Person.__table__.c.id.in_(ids))
@@ -285,6 +333,59 @@ def _lift_suppression(conn: Connection, plan: WritePlan, actor: str, now: dateti
     ])  # fmt: skip
 
 
+def _copy_people(session: Session, plan: WritePlan, ids: dict[str, int], now: datetime) -> None:
+    """PostgreSQL: take the new people's ids first, then COPY them with their manager_ids.
+
+    One COPY is one statement: its foreign keys are checked at its end, so a
+    manager may come after their reports.
+    """
+    t = Person.__table__
+    runs = bulk.new_ids(session, t, len(plan.new_people))
+    ids.update(zip(plan.new_people, chain.from_iterable(runs), strict=True))
+    rows = (
+        (ids[email], email, name, tz, country, now, now, ids[manager] if manager else None)
+        for email, (name, tz, country, manager) in plan.new_people.items()
+    )
+    columns = ("id", "email", "name", "timezone", "country", "created_at", "updated_at",
+               "manager_id")  # fmt: skip
+    bulk.copy_rows(session, t, columns, rows)
+
+
+def _copy_enrolments(
+    session: Session, plan: WritePlan, ids: dict[str, int], batch_id: int, now
+) -> None:
+    """PostgreSQL: COPY the enrolments with ids taken first, then their `enrolment.created`."""
+    t = Enrolment.__table__
+    runs = bulk.new_ids(session, t, len(plan.enrolments))
+    rows = (
+        (eid, ids[email], journey_id, "active", start, 0, next_at, None, False,
+         journey_id in plan.unmeasured, batch_id, now, now)
+        for eid, (email, journey_id, start, next_at) in zip(
+            chain.from_iterable(runs), plan.enrolments, strict=True
+        )
+    )  # fmt: skip
+    columns = ("id", "person_id", "journey_id", "status", "start_date", "shift_days",
+               "next_action_at", "paused_at", "reminders_muted", "checkins_planned",
+               "import_batch_id", "created_at", "updated_at")  # fmt: skip
+    bulk.copy_rows(session, t, columns, rows)
+    conn = session.connection()
+    j = Journey.__table__
+    # The data as json.dumps writes it, put together here: a million dicts dumped one by one
+    # would cost more than the COPY itself.
+    slugs = {jid: json.dumps(slug) for jid, slug in conn.execute(select(j.c.id, j.c.slug))}
+    days: dict[date, str] = {}
+    created = (
+        (events.ENROLMENT_CREATED, eid,
+         f'{{"enrolment_id": {eid}, "person_id": {ids[email]}, "journey": {slugs[journey_id]}, '
+         f'"start_date": "{days.get(start) or days.setdefault(start, start.isoformat())}", '
+         f'"import_batch_id": {batch_id}}}')
+        for eid, (email, journey_id, start, _) in zip(
+            chain.from_iterable(runs), plan.enrolments, strict=True
+        )
+    )  # fmt: skip
+    events.copy_many(session, created, now=now)
+
+
 def write_all(
     session: Session, plan: WritePlan, ids: dict[str, int], batch: dict, detail: dict
 ) -> int:
@@ -294,11 +395,16 @@ def write_all(
         conn = session.connection()
         t = ImportBatch.__table__
         batch_id = conn.execute(insert(t).returning(t.c.id), batch).scalar_one()
-        _insert_people(conn, plan, ids, now)
-        _update_people(conn, plan, ids, now)
-        if plan.deliverable_again:
+        if conn.dialect.name == "postgresql":
+            _copy_people(session, plan, ids, now)
+            _update_people(conn, plan, ids, now)
             _lift_suppression(conn, plan, batch["actor"], now)
-        _insert_enrolments(session, plan, ids, batch_id, now)
+            _copy_enrolments(session, plan, ids, batch_id, now)
+        else:
+            _insert_people(conn, plan, ids, now)
+            _update_people(conn, plan, ids, now)
+            _lift_suppression(conn, plan, batch["actor"], now)
+            _insert_enrolments(session, plan, ids, batch_id, now)
         audit = dict(at=now, actor=batch["actor"], action="import", subject_type="import_batch",
                      subject_id=batch_id, detail=detail)  # fmt: skip
         conn.execute(insert(AuditLog.__table__), audit)

@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from nudger import events
 from nudger.journeys.spec import JourneySpec
 from nudger.measure.answers import save_answers
-from nudger.models import EnrolmentStep, Event
+from nudger.models import Enrolment, EnrolmentStep, Event, Person
 from nudger.progress import complete_step
 from nudger.roster import import_roster
 from nudger.tick.run import tick
@@ -50,6 +50,44 @@ def test_an_import_writes_one_enrolment_created_per_enrolment(session, settings)
     assert all(e.occurred_at == now for e in created)
     # Ids, never addresses: erasing a person leaves the log as it is.
     assert all("example.com" not in str(e.data) for e in created)
+
+
+def test_an_import_event_holds_exactly_its_enrolment(session, settings):
+    """Each event names its own enrolment's person, start and batch, as the feed reads them
+    (on PostgreSQL the import writes these rows by COPY, not through record_many)."""
+    journey = make_journey(session)
+    now = datetime(2027, 2, 26, 12, tzinfo=UTC)
+    # A report before their manager, and a manager the file names only as one.
+    csv = (
+        "email,name,manager_email,manager_name,journey,start_date,timezone,country\n"
+        f"ann@example.com,Ann,bo@example.com,,{journey.slug},2027-03-08,Europe/London,GB\n"
+        f"bo@example.com,Bo,cy@example.com,Cy,{journey.slug},,,\n"
+    )
+    result = import_roster(session, settings, io.BytesIO(csv.encode()), now=now)
+    assert result.ok and result.enrolments_created == 2 and result.people_created == 3
+
+    enrolments = {e.id: e for e in session.exec(select(Enrolment))}
+    people = {p.id: p for p in session.exec(select(Person))}
+    by_email = {p.email: p for p in people.values()}
+    assert by_email["ann@example.com"].manager_id == by_email["bo@example.com"].id
+    assert by_email["bo@example.com"].manager_id == by_email["cy@example.com"].id
+    created = logged(session, events.ENROLMENT_CREATED)
+    assert sorted(e.enrolment_id for e in created) == sorted(enrolments)
+    for event in created:
+        enrolment = enrolments[event.enrolment_id]
+        assert event.data == {
+            "enrolment_id": enrolment.id,
+            "person_id": enrolment.person_id,
+            "journey": journey.slug,
+            "start_date": enrolment.start_date.isoformat(),
+            "import_batch_id": result.batch_id,
+        }
+        assert enrolment.import_batch_id == result.batch_id and not event.dispatched
+        assert enrolment.next_action_at is not None and enrolment.created_at == now
+        assert (event.txid is not None) == TEST_DATABASE_URL.startswith("postgresql")
+    assert all(e.status == "active" for e in enrolments.values())
+    starts = {people[e.person_id].email: e.start_date for e in enrolments.values()}
+    assert starts["ann@example.com"] == date(2027, 3, 8)
 
 
 def test_a_dry_run_writes_no_event(session, settings):

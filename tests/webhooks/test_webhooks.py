@@ -20,6 +20,7 @@ from nudger.db import utcnow
 from nudger.models import (
     AuditLog,
     CapturedMail,
+    Event,
     Outbox,
     WebhookAttempt,
     WebhookDelivery,
@@ -251,3 +252,20 @@ def test_a_delivery_that_cannot_be_built_backs_off_like_a_failure(session, allow
     assert counts["retrying"] == 1
     attempt = session.exec(select(WebhookAttempt)).one()
     assert attempt.error == "could not build the request: EmptyWebhookSecretError"
+
+
+def test_with_no_endpoint_and_no_lrs_events_are_done_with_and_nothing_is_delivered(
+    session, settings, now
+):
+    for n in range(5):
+        events.record(session, events.STEP_SENT, {"n": n}, now=now)
+    session.commit()
+    assert webhooks.dispatch(session, settings, now) == 0
+    session.expire_all()
+    assert session.exec(select(Event.dispatched)).all() == [True] * 5
+    assert session.exec(select(WebhookDelivery)).all() == []
+    # an endpoint added later hears what happens from then on, not these
+    webhooks.add_endpoint(session, "https://hr.example.com/hook", ["step.sent"], now)
+    events.record(session, events.STEP_SENT, {"n": 5}, now=now)
+    session.commit()
+    assert webhooks.dispatch(session, settings, now) == 1
