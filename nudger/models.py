@@ -432,7 +432,7 @@ class Checkin(SQLModel, table=True):
     journey_id: int = Field(foreign_key="journey.id")
     rater: str = Field(max_length=8)  # learner|manager
     checkpoint: str = Field(max_length=8)  # start|end|<working days after the end>
-    # planned|sent|skipped (paused, withdrawn or closed before it went)|no-manager
+    # planned|sent|skipped (paused, withdrawn, closed or person erased before it went)|no-manager
     state: str = Field(default="planned", max_length=10)
     send_at: datetime = _ts()
     rater_id: int | None = Field(default=None, foreign_key="person.id", index=True)

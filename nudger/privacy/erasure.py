@@ -46,6 +46,7 @@ from nudger.models import (
     PLACEHOLDER_DOMAIN,
     AuditLog,
     CapturedMail,
+    Checkin,
     Enrolment,
     EnrolmentStep,
     EscalationEvent,
@@ -301,11 +302,22 @@ def _erase(session: Session, found: _Found, placeholder: str, now: datetime) -> 
         session.execute(
             update(Enrolment).where(Enrolment.id.in_(chunk)).values(next_action_at=None)
         )
+        # Nobody is asked about her any more: neither she nor her manager.
+        session.execute(
+            update(Checkin)
+            .where(Checkin.enrolment_id.in_(chunk), Checkin.state == "planned")
+            .values(state="skipped")
+        )
         session.execute(
             update(EscalationEvent)
             .where(EscalationEvent.enrolment_id.in_(chunk), EscalationEvent.resolved_at.is_(None))
             .values(resolved_at=now)
         )
+    session.execute(
+        update(Checkin)
+        .where(Checkin.rater_id == found.person.id, Checkin.state == "planned")
+        .values(state="skipped")
+    )
     session.execute(
         update(EscalationEvent)
         .where(EscalationEvent.recipient_email == email)

@@ -10,6 +10,7 @@ from nudger.enrolments.changes import pause, withdraw
 from nudger.mail.compose.followups import compose_digest
 from nudger.measure.answers import save_answers
 from nudger.models import NO_DIGEST, Enrolment, Outbox
+from nudger.privacy.erasure import erase_person
 from nudger.tick.checkins import queue_checkins
 from nudger.tick.state import TickContext
 from tests.factories import make_enrolment, make_journey, make_person
@@ -255,3 +256,23 @@ def person_reads(session, settings, managers: int) -> int:
 def test_the_managers_of_due_checkins_are_read_together(session, settings):
     # One read for any number of managers (each read alone, four took five).
     assert person_reads(session, settings, 1) == person_reads(session, settings, 4) == 1
+
+
+def test_an_erased_learner_is_asked_nothing_and_her_manager_is_not_asked_about_her(
+    session, settings
+):
+    journey = make_measured_journey(session)
+    _, ada, dan = people(session)
+    make_enrolment(session, ada, journey, START)
+    make_enrolment(session, dan, journey, START)
+    run(session, settings, utc(2027, 2, 26, 12))  # planned the Friday before: nothing sent
+    erase_person(session, ada.id, actor="cli", now=utc(2027, 2, 26, 13))
+    assert {
+        c.state
+        for c in checkins(session)
+        if session.get(Enrolment, c.enrolment_id).person_id == ada.id
+    } == {"skipped"}
+    run(session, settings, utc(2027, 3, 1, 9, 0))
+    mail = checkin_mail(session)
+    assert [m.to_email for m in mail] == ["dan@example.com", "boss@example.com"]
+    assert len(mail[1].payload["checkin_ids"]) == 1  # only Dan's block
