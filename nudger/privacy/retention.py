@@ -11,8 +11,10 @@ prune` does it at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, true, update
 from sqlmodel import Session, select
@@ -31,6 +33,37 @@ from nudger.models import (
 
 PRUNE_BATCH = 500  # rows per pruning statement: each one locks only these, briefly
 PRUNE_BATCHES_PER_TICK = 20  # a backlog is worked off over several hours, never in one tick
+
+
+# Outbox states a row never leaves: its subject and, later, the row itself may go.
+SETTLED = ("sent", "failed", "bounced", "suppressed", "cancelled")
+
+
+def _in_batches(
+    session: Session,
+    model: type,
+    order_by: Any,
+    where: list,
+    max_batches: int | None,
+    change: Callable[[list[int]], Any] | None = None,
+) -> int:
+    """Apply `change` (by default: delete) to `model` rows matching `where`; return how many.
+
+    PRUNE_BATCH rows at a time, oldest by `order_by` first, each batch its own
+    short transaction, so no table is locked for long; `max_batches` bounds one run.
+    """
+    done = batches = 0
+    while max_batches is None or batches < max_batches:
+        ids = list(
+            session.exec(select(model.id).where(*where).order_by(order_by).limit(PRUNE_BATCH))
+        )
+        if not ids:
+            break
+        session.execute(change(ids) if change else delete(model).where(model.id.in_(ids)))
+        session.commit()
+        done += len(ids)
+        batches += 1
+    return done
 
 
 @dataclass
@@ -58,66 +91,26 @@ def prune_mail(
     if days < 1:
         return pruned
     cutoff = now - timedelta(days=days)
-    batches = 0
-    while max_batches is None or batches < max_batches:
-        ids = list(
-            session.exec(
-                select(CapturedMail.id)
-                .where(CapturedMail.at < cutoff)
-                .order_by(CapturedMail.id)
-                .limit(PRUNE_BATCH)
-            )
-        )
-        if not ids:
-            break
-        session.execute(delete(CapturedMail).where(CapturedMail.id.in_(ids)))
-        session.commit()
-        pruned.stored_copies += len(ids)
-        batches += 1
-    batches = 0
-    while max_batches is None or batches < max_batches:
-        # Only rows that will not change again: a message still on its way keeps its subject.
-        ids = list(
-            session.exec(
-                select(Outbox.id)
-                .where(
-                    Outbox.subject.is_not(None),
-                    Outbox.created_at < cutoff,
-                    Outbox.state.in_(["sent", "failed", "cancelled", "bounced", "suppressed"]),
-                )
-                .order_by(Outbox.created_at)
-                .limit(PRUNE_BATCH)
-            )
-        )
-        if not ids:
-            break
-        session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(subject=None))
-        session.commit()
-        pruned.subjects += len(ids)
-        batches += 1
-    batches = 0
-    while max_batches is None or batches < max_batches:
-        # Mail received (nudger.inbound), once acted on: the row and what was done stay.
-        ids = list(
-            session.exec(
-                select(InboundMessage.id)
-                .where(
-                    InboundMessage.state == "done",
-                    InboundMessage.received_at < cutoff,
-                    func.length(InboundMessage.raw) > 0,
-                )
-                .order_by(InboundMessage.id)
-                .limit(PRUNE_BATCH)
-            )
-        )
-        if not ids:
-            break
-        session.execute(
-            update(InboundMessage).where(InboundMessage.id.in_(ids)).values(raw=b"", subject="")
-        )
-        session.commit()
-        pruned.stored_copies += len(ids)
-        batches += 1
+    pruned.stored_copies = _in_batches(
+        session, CapturedMail, CapturedMail.id, [CapturedMail.at < cutoff], max_batches,
+        lambda ids: delete(CapturedMail).where(CapturedMail.id.in_(ids)),
+    )  # fmt: skip
+    # Only rows that will not change again: a message still on its way keeps its subject.
+    pruned.subjects = _in_batches(
+        session, Outbox, Outbox.created_at,
+        [Outbox.subject.is_not(None), Outbox.created_at < cutoff, Outbox.state.in_(SETTLED)],
+        max_batches,
+        lambda ids: update(Outbox).where(Outbox.id.in_(ids)).values(subject=None),
+    )  # fmt: skip
+    # Mail received (nudger.inbound), once acted on: the row and what was done stay.
+    pruned.stored_copies += _in_batches(
+        session, InboundMessage, InboundMessage.id,
+        [InboundMessage.state == "done", InboundMessage.received_at < cutoff,
+         func.length(InboundMessage.raw) > 0],
+        max_batches,
+        lambda ids: update(InboundMessage).where(InboundMessage.id.in_(ids))
+        .values(raw=b"", subject=""),
+    )  # fmt: skip
     return pruned
 
 
@@ -135,27 +128,6 @@ class PrunedHistory:
     def total(self) -> int:
         return (self.ledger_rows + self.link_hits + self.inbound_messages
                 + self.webhook_deliveries + self.events)  # fmt: skip
-
-
-def _delete_in_batches(
-    session: Session, model: type, order_by, where: list, max_batches: int | None
-) -> int:
-    """Delete `model` rows matching `where`, PRUNE_BATCH at a time, oldest first; return how many.
-
-    Each batch is its own short transaction: a table is never locked for long.
-    """
-    deleted = batches = 0
-    while max_batches is None or batches < max_batches:
-        ids = list(
-            session.exec(select(model.id).where(*where).order_by(order_by).limit(PRUNE_BATCH))
-        )
-        if not ids:
-            break
-        session.execute(delete(model).where(model.id.in_(ids)))
-        session.commit()
-        deleted += len(ids)
-        batches += 1
-    return deleted
 
 
 def prune_history(
@@ -179,34 +151,32 @@ def prune_history(
         return pruned
     cutoff = now - timedelta(days=days)
     # What points at a row goes first, so each later delete finds fewer rows held.
-    pruned.inbound_messages = _delete_in_batches(
+    pruned.inbound_messages = _in_batches(
         session, InboundMessage, InboundMessage.received_at,
         [InboundMessage.received_at < cutoff, InboundMessage.state == "done"], max_batches,
     )  # fmt: skip
     named = select(EscalationEvent.id).where(EscalationEvent.digest_outbox_id == Outbox.id)
     answered = select(InboundMessage.id).where(InboundMessage.outbox_id == Outbox.id)
-    pruned.ledger_rows = _delete_in_batches(
+    pruned.ledger_rows = _in_batches(
         session, Outbox, Outbox.created_at,
         [Outbox.created_at < cutoff,
-         Outbox.state.in_(["sent", "failed", "bounced", "suppressed", "cancelled"]),
+         Outbox.state.in_(SETTLED),
          ~named.exists(), ~answered.exists()],
         max_batches,
     )  # fmt: skip
-    pruned.link_hits = _delete_in_batches(
-        session, LinkHit, LinkHit.at, [LinkHit.at < cutoff], max_batches
-    )
-    pruned.webhook_deliveries = _delete_in_batches(
+    pruned.link_hits = _in_batches(session, LinkHit, LinkHit.at, [LinkHit.at < cutoff], max_batches)
+    pruned.webhook_deliveries = _in_batches(
         session, WebhookAttempt, WebhookAttempt.id, [WebhookAttempt.at < cutoff], max_batches
     )
     attempted = select(WebhookAttempt.id).where(WebhookAttempt.delivery_id == WebhookDelivery.id)
-    pruned.webhook_deliveries += _delete_in_batches(
+    pruned.webhook_deliveries += _in_batches(
         session, WebhookDelivery, WebhookDelivery.id,
         [WebhookDelivery.created_at < cutoff, WebhookDelivery.state.in_(["delivered", "failed"]),
          ~attempted.exists()],
         max_batches,
     )  # fmt: skip
     delivered = select(WebhookDelivery.id).where(WebhookDelivery.event_id == Event.id)
-    pruned.events = _delete_in_batches(
+    pruned.events = _in_batches(
         session, Event, Event.id,
         [Event.occurred_at < cutoff, Event.dispatched == true(), ~delivered.exists()],
         max_batches,
