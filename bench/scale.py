@@ -390,6 +390,20 @@ def clear_caches() -> None:
     calendar.local_instant.cache_clear()
 
 
+def timed_tick(session, settings) -> tuple[float, float, dict]:
+    """Tick at NOW from cold caches: (wall seconds, CPU seconds, the tick's counts)."""
+    clear_caches()
+    started, cpu = time.perf_counter(), time.process_time()
+    counts = tick(session, settings, NOW, enqueue=False)
+    return time.perf_counter() - started, time.process_time() - cpu, counts
+
+
+def medians(results: list[tuple[float, float, dict]]) -> dict:
+    """The median wall and CPU time of several timed ticks, and the last one's counts."""
+    return {"wall": statistics.median(r[0] for r in results),
+            "cpu": statistics.median(r[1] for r in results), "counts": results[-1][2]}  # fmt: skip
+
+
 def time_tick(url: str, tmp: Path, runs: int) -> dict:
     """Median wall and CPU seconds of tick(NOW) after a warm-up tick, on throw-away state."""
     settings = settings_for(url, tmp)
@@ -399,14 +413,9 @@ def time_tick(url: str, tmp: Path, runs: int) -> dict:
         tick(session, settings, WARM_UP, enqueue=False)
         session.execute(text("UPDATE outbox SET state = 'sent' WHERE state = 'pending'"))
         session.commit()
-        clear_caches()
-        started, cpu = time.perf_counter(), time.process_time()
-        counts = tick(session, settings, NOW, enqueue=False)
-        return time.perf_counter() - started, time.process_time() - cpu, counts
+        return timed_tick(session, settings)
 
-    results = [scratch.run(once) for _ in range(runs)]
-    return {"wall": statistics.median(r[0] for r in results),
-            "cpu": statistics.median(r[1] for r in results), "counts": results[-1][2]}  # fmt: skip
+    return medians([scratch.run(once) for _ in range(runs)])
 
 
 def time_digest(url: str, tmp: Path, runs: int) -> dict:
@@ -434,14 +443,9 @@ def time_digest(url: str, tmp: Path, runs: int) -> dict:
         )  # fmt: skip
         session.execute(text("ANALYZE escalationevent"))
         session.commit()
-        clear_caches()
-        started, cpu = time.perf_counter(), time.process_time()
-        counts = tick(session, settings, NOW, enqueue=False)
-        return time.perf_counter() - started, time.process_time() - cpu, counts
+        return timed_tick(session, settings)
 
-    results = [scratch.run(once) for _ in range(runs)]
-    return {"wall": statistics.median(r[0] for r in results),
-            "cpu": statistics.median(r[1] for r in results), "counts": results[-1][2]}  # fmt: skip
+    return medians([scratch.run(once) for _ in range(runs)])
 
 
 def page_urls(engine: Engine) -> dict[str, list[str]]:
