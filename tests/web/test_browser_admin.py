@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from rq import SimpleWorker
 from sqlmodel import select
 
@@ -186,7 +187,8 @@ def test_an_admin_uploads_fixes_enrols_watches_previews_pauses_and_withdraws(
         shot(page, "journey")
         page.get_by_role("link", name="Step 1: Read the one-pager").click()
         frame = page.frame_locator("iframe.mail")
-        assert "Hi Sam," in frame.locator("body").inner_text()
+        # the framed email loads after the page: wait for it rather than read an empty body
+        expect(frame.locator("body")).to_contain_text("Hi Sam,")
         page.get_by_role("button", name="Send me a test").click()
         page.wait_for_load_state()
         assert "Test email queued to admin@example.com" in flash(page)
