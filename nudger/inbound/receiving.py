@@ -9,11 +9,10 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import getaddresses
 
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from nudger.config import Settings
+from nudger.db import upsert_ignore
 from nudger.inbound.reading import sender
 from nudger.models import InboundMessage
 from nudger.queue import DEFAULT_QUEUE, queue
@@ -65,12 +64,9 @@ def store(
         "trusted": False,
         "status": "",
     }
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     stmt = (
-        insert(InboundMessage.__table__)
+        upsert_ignore(session, InboundMessage.__table__, ["message_key"])
         .values(**row)
-        .on_conflict_do_nothing(index_elements=["message_key"])
         .returning(InboundMessage.__table__.c.id)
     )
     new = session.execute(stmt).scalar()

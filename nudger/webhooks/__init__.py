@@ -216,12 +216,7 @@ def dispatch(session: Session, settings: Settings, now: datetime) -> int:
     delivery makes even a repeat harmless.
     """
     made = 0
-    if (
-        not settings.xapi_url
-        and not session.exec(
-            select(WebhookEndpoint.id).where(WebhookEndpoint.enabled).limit(1)
-        ).first()
-    ):
+    if not subscribed(session, settings):
         # Nobody listens: the events are done with in one statement, not read back in
         # batches (a million from an import would hold the tick up for a minute).
         session.execute(update(Event).where(Event.dispatched == false()).values(dispatched=True))
