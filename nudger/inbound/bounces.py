@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage, Message
 
 from flufl.bounce import all_failures
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import Session, select
 
 from nudger import events
@@ -163,21 +163,33 @@ def mark_undeliverable(session: Session, person: Person, reason: str, now: datet
 
 def lift(session: Session, person_id: int, actor: str, now: datetime) -> bool:
     """Send to a person's address again (it was fixed); False if it was not suppressed."""
-    person = session.get(Person, person_id)
-    if person is None:
+    if session.get(Person, person_id) is None:
         raise LookupError(person_id)
-    if person.undeliverable_at is None:
-        return False
-    record(
-        session,
-        actor,
-        "person.deliverable",
-        now,
-        "person",
-        person.id,
-        was=person.undeliverable_reason or "",
+    return lift_many(session, [person_id], actor, now) == 1
+
+
+def lift_many(
+    session: Session, person_ids: list[int], actor: str, now: datetime, why: str = ""
+) -> int:
+    """Send to these people's addresses again, each lifting audited; return how many were lifted.
+
+    The console's "The address works again" and an import that enrols them again
+    (the admin vouches for the address) both come here.
+    """
+    suppressed = session.exec(
+        select(Person.id, Person.undeliverable_reason).where(
+            Person.id.in_(person_ids), Person.undeliverable_at.is_not(None)
+        )
+    ).all()
+    if not suppressed:
+        return 0
+    session.execute(
+        update(Person)
+        .where(Person.id.in_([pid for pid, _ in suppressed]))
+        .values(undeliverable_at=None, undeliverable_reason=None, updated_at=now)
+        .execution_options(synchronize_session="fetch")
     )
-    person.undeliverable_at = None
-    person.undeliverable_reason = None
-    session.add(person)
-    return True
+    for pid, reason in suppressed:
+        detail = {"was": reason or ""} | ({"why": why} if why else {})
+        record(session, actor, "person.deliverable", now, "person", pid, **detail)
+    return len(suppressed)

@@ -21,6 +21,7 @@ from sqlmodel import select as orm_select
 from nudger import bulk, events
 from nudger.calendar import WorkCalendar
 from nudger.config import Settings
+from nudger.inbound import bounces
 from nudger.measure.checkpoints import Measure
 from nudger.models import (
     AuditLog,
@@ -317,20 +318,10 @@ def _insert_enrolments(
         )  # fmt: skip
 
 
-def _lift_suppression(conn: Connection, plan: WritePlan, actor: str, now: datetime) -> None:
-    ids = sorted(plan.deliverable_again.values())
-    if not ids:
-        return
-    conn.execute(
-        update(Person.__table__)
-        .where(Person.__table__.c.id.in_(ids))
-        .values(undeliverable_at=None, undeliverable_reason=None, updated_at=now)
-    )
-    conn.execute(insert(AuditLog.__table__), [
-        dict(at=now, actor=actor, action="person.deliverable", subject_type="person",
-             subject_id=pid, detail={"why": "enrolled again from an import"})
-        for pid in ids
-    ])  # fmt: skip
+def _lift_suppression(session: Session, plan: WritePlan, actor: str, now: datetime) -> None:
+    if plan.deliverable_again:
+        ids = sorted(plan.deliverable_again.values())
+        bounces.lift_many(session, ids, actor, now, why="enrolled again from an import")
 
 
 def _copy_people(session: Session, plan: WritePlan, ids: dict[str, int], now: datetime) -> None:
@@ -398,12 +389,12 @@ def write_all(
         if conn.dialect.name == "postgresql":
             _copy_people(session, plan, ids, now)
             _update_people(conn, plan, ids, now)
-            _lift_suppression(conn, plan, batch["actor"], now)
+            _lift_suppression(session, plan, batch["actor"], now)
             _copy_enrolments(session, plan, ids, batch_id, now)
         else:
             _insert_people(conn, plan, ids, now)
             _update_people(conn, plan, ids, now)
-            _lift_suppression(conn, plan, batch["actor"], now)
+            _lift_suppression(session, plan, batch["actor"], now)
             _insert_enrolments(session, plan, ids, batch_id, now)
         audit = dict(at=now, actor=batch["actor"], action="import", subject_type="import_batch",
                      subject_id=batch_id, detail=detail)  # fmt: skip
