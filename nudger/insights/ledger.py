@@ -51,7 +51,7 @@ def _literal(value: str):
     return literal_column(f"'{value}'")
 
 
-def _bounced():
+def bounced():
     # Permanent failures are stored as "<code> <text>" by nudger.outbox.sending; a bounce
     # that came back later as mail marks the row "bounced" (nudger.inbound). Literals, so
     # that PostgreSQL matches the partial indexes.
@@ -74,7 +74,7 @@ def _where(state: str):
     if state == "queued":
         return Outbox.state == _literal("pending")
     if state == "bounced":
-        return _bounced()
+        return bounced()
     if state == "failed":
         # A failure without a stored answer is neither: as NOT (bounced) would have it.
         return and_(

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, case, func
 from sqlmodel import Session, select
 
 from nudger.config import Settings
-from nudger.insights.ledger import _bounced, last_tick
+from nudger.insights.ledger import bounced, last_tick
 from nudger.models import InboundMessage, Outbox, Person, WebhookDelivery
 
 
@@ -26,7 +26,7 @@ def email_outcomes(session: Session) -> Iterator[Metric]:
     """Emails by kind and outcome (sent, failed, bounced), as counters."""
     outcome = case(
         (Outbox.state == "sent", "sent"),
-        (_bounced(), "bounced"),
+        (bounced(), "bounced"),
         (Outbox.state == "failed", "failed"),
         else_=None,
     )
@@ -130,6 +130,8 @@ def inbound_messages(session: Session) -> Iterator[Metric]:
     for kind, state, count in rows:
         family.add_metric([kind, state], count)
     yield family
+    # inbound.listing.undeliverable_count says the same, but the features below insights
+    # import insights (measure does), so it cannot be imported here without a circle.
     unreachable = session.scalar(
         select(func.count(Person.id)).where(Person.undeliverable_at.is_not(None))
     )
