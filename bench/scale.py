@@ -318,6 +318,7 @@ def build(engine: Engine, n: int, due: int) -> dict:
         with engine.begin() as conn:
             conn.exec_driver_sql("SET maintenance_work_mem = '512MB'")
             for table, _index, ddl, constraint in dropped:
+                ddl = ddl.replace("%", "%%")  # a partial index's LIKE: not a placeholder
                 if constraint:
                     conn.exec_driver_sql(f"ALTER TABLE {table} ADD CONSTRAINT {constraint} {ddl}")
                 else:
