@@ -36,26 +36,25 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 @dataclass(slots=True)
 class PersonRow:
-    """A learner as the file describes them; "" means not given, `*_row` where it was.
+    """A learner as the file describes them; "" means not given.
 
     It is also the person's first enrolment (the fields of an EnrolmentRow): most
     people are in one journey, and a record and a dict entry more per person cost
-    over 100 bytes a row, 100 MB at a million rows.
+    over 100 bytes a row, 100 MB at a million rows. A value taken from a later row
+    about them is rare: where it came from is kept aside (`RowChecker.later`), not
+    in three more fields of every record. Once they are written, `id` is theirs.
     """
 
     row: int
     name: str
     timezone: str
-    tz_row: int
     country: str
-    country_row: int
     manager: str
-    manager_row: int
     email: str
     journey: JourneyPlan
     start: date | None
-    rows: int = 1
     looked_up: bool = False  # check_loops has walked their reporting line
+    id: int | None = None
 
 
 @dataclass(slots=True)
@@ -66,7 +65,6 @@ class EnrolmentRow:
     email: str
     journey: JourneyPlan
     start: date | None
-    rows: int = 1
 
 
 @lru_cache(maxsize=1)
@@ -117,6 +115,10 @@ class RowChecker:
         self.rejected: dict[str, tuple[int, str]] = {}
         self.errors: list[RowError] = []
         self.warnings: list[RowError] = []
+        # (email, column) -> the row that gave a person's value, where not their first row.
+        self.later: dict[tuple[str, str], int] = {}
+        # (email, journey id) -> rows repeating an enrolment's first: few, so not in each record.
+        self.repeats: dict[tuple[str, int], int] = {}
         # Managers, countries and dates repeat down a roster: check each value once.
         self._manager_emails: dict[str, str | EmailNotValidError] = {}
         self._countries: dict[str, str] = {}
@@ -158,7 +160,7 @@ class RowChecker:
             return
         if manager:
             self._note_manager(row, manager, manager_name)
-        new = PersonRow(row, name, tz, row, country, row, manager, row, email, journey, start)
+        new = PersonRow(row, name, tz, country, manager, email, journey, start)
         self._merge(row, email, new, journey, start)
 
     def _without_controls(self, row: int, cells: dict[str, str]) -> dict[str, str | None]:
@@ -262,11 +264,12 @@ class RowChecker:
         if old is None:
             self.people[email] = new  # the person and their first enrolment
             return
-        _fill_blanks(old, new)
+        self._fill_blanks(old, new)
         if pair is None:
             self.pairs[(email, journey.journey_id)] = EnrolmentRow(row, email, journey, start)
             return
-        pair.rows += 1
+        key = (email, journey.journey_id)
+        self.repeats[key] = self.repeats.get(key, 0) + 1
         pair.start = pair.start or start
         message = f"repeats row {pair.row} for {journey.slug}; counted once"
         self.warnings.append(RowError(row, "email", email, message))
@@ -275,14 +278,15 @@ class RowChecker:
         self, row: int, old: PersonRow, new: PersonRow, pair: PersonRow | EnrolmentRow | None
     ) -> bool:
         found = False
-        for column, label, mine, theirs, their_row in (
-            ("name", "name", new.name, old.name, old.row),
-            ("timezone", "time zone", new.timezone, old.timezone, old.tz_row),
-            ("country", "country", new.country, old.country, old.country_row),
-            ("manager_email", "manager", new.manager, old.manager, old.manager_row),
+        for column, label, mine, theirs in (
+            ("name", "name", new.name, old.name),
+            ("timezone", "time zone", new.timezone, old.timezone),
+            ("country", "country", new.country, old.country),
+            ("manager_email", "manager", new.manager, old.manager),
         ):
             if mine and theirs and mine != theirs:
                 found = True
+                their_row = self.row_of(old, column)
                 if pair is not None:
                     message = f"duplicate of row {their_row} for {pair.journey.slug} with"
                     message += f" a different {label} ({theirs}): make them agree"
@@ -292,15 +296,25 @@ class RowChecker:
                 self.error(row, column, mine, message)
         return found
 
+    def _fill_blanks(self, old: PersonRow, new: PersonRow) -> None:
+        """Take the values a later row gives that earlier rows about the person left blank."""
+        if new.timezone and not old.timezone:
+            old.timezone = new.timezone
+            self.later[(old.email, "timezone")] = new.row
+        if new.country and not old.country:
+            old.country = new.country
+            self.later[(old.email, "country")] = new.row
+        if new.manager and not old.manager:
+            old.manager = new.manager
+            self.later[(old.email, "manager_email")] = new.row
 
-def _fill_blanks(old: PersonRow, new: PersonRow) -> None:
-    """Take the values a later row gives that earlier rows about the person left blank."""
-    if new.timezone and not old.timezone:
-        old.timezone, old.tz_row = new.timezone, new.row
-    if new.country and not old.country:
-        old.country, old.country_row = new.country, new.row
-    if new.manager and not old.manager:
-        old.manager, old.manager_row = new.manager, new.row
+    def rows_of(self, pair: PersonRow | EnrolmentRow) -> int:
+        """Return how many rows of the file ask for this enrolment."""
+        return 1 + self.repeats.get((pair.email, pair.journey.journey_id), 0)
+
+    def row_of(self, person: PersonRow, column: str) -> int:
+        """Return the row that gave the person's value in this column."""
+        return self.later.get((person.email, column), person.row)
 
 
 def check_loops(reader: RowChecker, known: KnownPeople) -> None:
@@ -313,7 +327,7 @@ def check_loops(reader: RowChecker, known: KnownPeople) -> None:
         """Return (row, manager) as the file gives them, or None if it names no manager."""
         person = reader.people.get(email)
         if person is not None and person.manager:
-            return person.manager_row, person.manager
+            return reader.row_of(person, "manager_email"), person.manager
         row, manager = reader.rejected.get(email, (0, ""))
         return (row, manager) if manager else None
 

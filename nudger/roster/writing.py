@@ -109,11 +109,25 @@ class Enrolments:
             yield (email, *kinds[i])
 
 
+@dataclass(slots=True)
+class NewPerson:
+    """Someone the file names only as a manager: added with the defaults."""
+
+    name: str
+    timezone: str
+    country: str
+    row: int  # the first row naming them
+    manager: str = ""
+    id: int | None = None
+
+
 @dataclass
 class WritePlan:
     """Exactly what a commit writes; a dry run stops here."""
 
-    new_people: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
+    # By email: the file's own record of each new learner (time zone and country filled
+    # in), or a NewPerson for a manager who is not in the file.
+    new_people: dict[str, PersonRow | NewPerson] = field(default_factory=dict)
     updates: dict[str, tuple[int, str, str, str, str]] = field(default_factory=dict)
     enrolments: Enrolments = field(default_factory=Enrolments)
     unchanged: int = 0
@@ -176,28 +190,33 @@ def plan_writes(
 ) -> WritePlan:
     """Compare the file with the database: who is new, who changed, which enrolments.
 
-    This empties the reader's people and pairs: the plan holds what is left of them.
+    This takes over the reader's people and pairs: the plan holds what is left of them.
     """
     plan, starts = WritePlan(), _Starts(now)
     zone, country = settings.default_timezone, settings.default_country.upper()
-    # The reader's records are taken out as the plan grows, so that the two are not both held
-    # whole: at a million rows each costs hundreds of megabytes.
-    for email in list(reader.people):
-        p = reader.people.pop(email)
+    # The reader's records of new people become the plan's, in place: a copy of each, or a
+    # second dict of a million entries, would cost over 100 MB at the import's peak.
+    plan.new_people = people = reader.people
+    reader.people = {}
+    stored = []
+    for email, p in people.items():
         row = known.by_email.get(email)
         if row is None:
-            plan.new_people[email] = (p.name, p.timezone or zone, p.country or country, p.manager)
+            p.timezone, p.country = p.timezone or zone, p.country or country
         else:
+            stored.append(email)
             current = (row.name, row.timezone, row.country, known.manager_email(email))
             given = (p.name, p.timezone, p.country, p.manager)
             # A blank cell keeps what the database has; it never resets a value to the default.
             wanted = tuple(mine or theirs for mine, theirs in zip(given, current, strict=True))
             if wanted != current:
                 plan.updates[email] = (row.id, *wanted)
-        _plan_pair(plan, p, reader.warnings, known, enrolled, starts)  # their first enrolment
+        _plan_pair(plan, p, reader, known, enrolled, starts)  # their first enrolment
+    for email in stored:
+        del people[email]
     for email, (first_row, name) in reader.managers.items():
         if email not in plan.new_people and email not in known.by_email:
-            plan.new_people[email] = (name, zone, country, "")
+            plan.new_people[email] = NewPerson(name, zone, country, first_row)
             if email in reader.rejected:
                 continue  # in the file, on a row with an error: nothing will be written
             named = f"named {name!r}" if name else "with no name"
@@ -205,16 +224,15 @@ def plan_writes(
             reader.warnings.append(RowError(first_row, "manager_email", email, message))
     for key in list(reader.pairs):
         pair = reader.pairs.pop(key)
-        _plan_pair(plan, pair, reader.warnings, known, enrolled, starts)
-    # Emptied dicts keep their tables: new ones let those go.
-    reader.people, reader.pairs = {}, {}
+        _plan_pair(plan, pair, reader, known, enrolled, starts)
+    reader.pairs = {}  # an emptied dict keeps its table: a new one lets it go
     return plan
 
 
 def _plan_pair(
     plan: WritePlan,
     pair: PersonRow | EnrolmentRow,
-    warnings: list,
+    reader: RowChecker,
     known: KnownPeople,
     enrolled: dict,
     starts: _Starts,
@@ -228,12 +246,12 @@ def _plan_pair(
         status, started = existing
         if status != "active" or (pair.start and pair.start != started):
             message = f"already enrolled ({status}, starting {started}): left as it is"
-            warnings.append(RowError(pair.row, "journey", pair.journey.slug, message))
+            reader.warnings.append(RowError(pair.row, "journey", pair.journey.slug, message))
         if email not in plan.updates:
-            plan.unchanged += pair.rows
+            plan.unchanged += reader.rows_of(pair)
         return
-    if email in plan.new_people:
-        _name, tz, country, _manager = plan.new_people[email]
+    if row is None:  # new: their record in the plan has the defaults filled in
+        tz, country = plan.new_people[email].timezone, plan.new_people[email].country
     elif email in plan.updates:
         _id, _name, tz, country, _manager = plan.updates[email]
     else:
@@ -241,7 +259,7 @@ def _plan_pair(
     start, moved = starts.start(pair.journey, tz, country, pair.start)
     if moved:
         message = f"in the past: starts on {start}, the next send slot, instead"
-        warnings.append(RowError(pair.row, "start_date", pair.start.isoformat(), message))
+        reader.warnings.append(RowError(pair.row, "start_date", pair.start.isoformat(), message))
     next_at = starts.next_action(pair.journey, tz, country, start)
     plan.enrolments.append(email, pair.journey.journey_id, start, next_at)
 
@@ -249,7 +267,27 @@ def _plan_pair(
 # --- writing ------------------------------------------------------------------------
 
 
-def _insert_people(conn: Connection, plan: WritePlan, ids: dict[str, int], now: datetime) -> None:
+class PersonIds:
+    """Person ids by email: stored people's from `known`, new people's from their records in the
+    plan, set as they are written (a second dict of a million emails would cost some 70 MB)."""
+
+    def __init__(self, known: dict[str, int], new: dict[str, PersonRow | NewPerson]) -> None:
+        self.known, self.new = known, new
+
+    def __getitem__(self, email: str) -> int:
+        p = self.new.get(email)
+        if p is None:
+            return self.known[email]
+        if p.id is None:
+            raise KeyError(email)
+        return p.id
+
+    def __contains__(self, email: object) -> bool:
+        p = self.new.get(email)  # type: ignore[call-overload]
+        return email in self.known if p is None else p.id is not None
+
+
+def _insert_people(conn: Connection, plan: WritePlan, ids: PersonIds, now: datetime) -> None:
     """Insert new people managers first, so each row carries its manager_id from the start."""
     t = Person.__table__
     stmt = insert(t).returning(t.c.id, t.c.email)
@@ -257,20 +295,22 @@ def _insert_people(conn: Connection, plan: WritePlan, ids: dict[str, int], now: 
     while pending:
         # One layer of the reporting lines per pass: every manager has an id before their
         # reports are inserted, which spares a bulk UPDATE of manager_id afterwards.
-        ready = [(e, p) for e, p in pending if not p[3] or p[3] in ids]
-        pending = [(e, p) for e, p in pending if p[3] and p[3] not in ids]
+        ready = [(e, p) for e, p in pending if not p.manager or p.manager in ids]
+        pending = [(e, p) for e, p in pending if p.manager and p.manager not in ids]
         if not ready:
             raise RuntimeError("a manager loop among new people slipped past the checks")
         for chunk in chunks(ready, WRITE_CHUNK):
             values = [
-                dict(email=email, name=name, timezone=tz, country=country, created_at=now,
-                     updated_at=now, manager_id=ids[manager] if manager else None)
-                for email, (name, tz, country, manager) in chunk
+                dict(email=email, name=p.name, timezone=p.timezone, country=p.country,
+                     created_at=now, updated_at=now,
+                     manager_id=ids[p.manager] if p.manager else None)
+                for email, p in chunk
             ]  # fmt: skip
-            ids.update((r.email, r.id) for r in conn.execute(stmt, values))
+            for r in conn.execute(stmt, values):
+                plan.new_people[r.email].id = r.id
 
 
-def _update_people(conn: Connection, plan: WritePlan, ids: dict[str, int], now: datetime) -> None:
+def _update_people(conn: Connection, plan: WritePlan, ids: PersonIds, now: datetime) -> None:
     t = Person.__table__
     stmt = (
         update(t)
@@ -288,7 +328,7 @@ def _update_people(conn: Connection, plan: WritePlan, ids: dict[str, int], now: 
 
 
 def _insert_enrolments(
-    session: Session, plan: WritePlan, ids: dict[str, int], batch_id: int, now
+    session: Session, plan: WritePlan, ids: PersonIds, batch_id: int, now
 ) -> None:
     """Insert the enrolments and, in the same statements' wake, their `enrolment.created`."""
     # next_action_at is the first send time worked out in the plan: the tick looks at each
@@ -324,27 +364,34 @@ def _lift_suppression(session: Session, plan: WritePlan, actor: str, now: dateti
         bounces.lift_many(session, ids, actor, now, why="enrolled again from an import")
 
 
-def _copy_people(session: Session, plan: WritePlan, ids: dict[str, int], now: datetime) -> None:
+def _copy_people(session: Session, plan: WritePlan, ids: PersonIds, now: datetime) -> None:
     """PostgreSQL: take the new people's ids first, then COPY them with their manager_ids.
 
     One COPY is one statement: its foreign keys are checked at its end, so a
     manager may come after their reports.
     """
     t = Person.__table__
-    runs = bulk.new_ids(session, t, len(plan.new_people))
-    ids.update(zip(plan.new_people, chain.from_iterable(runs), strict=True))
-    rows = (
-        (ids[email], email, name, tz, country, now, now, ids[manager] if manager else None)
-        for email, (name, tz, country, manager) in plan.new_people.items()
-    )
+    taken = chain.from_iterable(bulk.new_ids(session, t, len(plan.new_people)))
+    # New managers take their ids first, so that a report written before them can name them.
+    for email in sorted({p.manager for p in plan.new_people.values()} & plan.new_people.keys()):
+        plan.new_people[email].id = next(taken)
+
+    def rows() -> Iterator[tuple]:
+        for email, p in plan.new_people.items():
+            if p.id is None:
+                p.id = next(taken)
+            yield (p.id, email, p.name, p.timezone, p.country, now, now,
+                   ids[p.manager] if p.manager else None)  # fmt: skip
+            # Nothing reads the row number once the plan is made: letting it go makes room
+            # for the id just taken, an int of the same size (30 MB at a million people).
+            p.row = 0
+
     columns = ("id", "email", "name", "timezone", "country", "created_at", "updated_at",
                "manager_id")  # fmt: skip
-    bulk.copy_rows(session, t, columns, rows)
+    bulk.copy_rows(session, t, columns, rows())
 
 
-def _copy_enrolments(
-    session: Session, plan: WritePlan, ids: dict[str, int], batch_id: int, now
-) -> None:
+def _copy_enrolments(session: Session, plan: WritePlan, ids: PersonIds, batch_id: int, now) -> None:
     """PostgreSQL: COPY the enrolments with ids taken first, then their `enrolment.created`."""
     t = Enrolment.__table__
     runs = bulk.new_ids(session, t, len(plan.enrolments))
@@ -378,10 +425,14 @@ def _copy_enrolments(
 
 
 def write_all(
-    session: Session, plan: WritePlan, ids: dict[str, int], batch: dict, detail: dict
+    session: Session, plan: WritePlan, known_ids: dict[str, int], batch: dict, detail: dict
 ) -> int:
-    """Write the batch, people, enrolments and the audit row, and commit; return the batch id."""
+    """Write the batch, people, enrolments and the audit row, and commit; return the batch id.
+
+    `known_ids` holds the ids of the people already stored, by email.
+    """
     now = batch["created_at"]
+    ids = PersonIds(known_ids, plan.new_people)
     try:
         conn = session.connection()
         t = ImportBatch.__table__
