@@ -233,6 +233,9 @@ class EnrolmentStep(SQLModel, table=True):
     snoozed_until: datetime | None = _ts(default=None)
 
 
+BOUNCED = "(state = 'failed' AND last_error LIKE '5__ %') OR state = 'bounced'"
+
+
 class Outbox(SQLModel, table=True):
     """One row per message; the dedupe key makes deciding twice harmless."""
 
@@ -245,11 +248,13 @@ class Outbox(SQLModel, table=True):
         Index("ix_outbox_kind_id", "kind", "id"),
         # Retention deletes the oldest rows first, however long the ledger.
         Index("ix_outbox_created", "created_at"),
+        # Bounced: refused for good when sent, or a bounce came back later (nudger.insights.ledger
+        # asks for exactly this, so one backward walk of this index gives the newest page).
         Index(
             "ix_outbox_bounced",
             "id",
-            sqlite_where=text("state = 'failed' AND last_error LIKE '5__ %'"),
-            postgresql_where=text("state = 'failed' AND last_error LIKE '5__ %'"),
+            sqlite_where=text(BOUNCED),
+            postgresql_where=text(BOUNCED),
         ),
         Index(
             "ix_outbox_failed",
