@@ -69,6 +69,34 @@ def test_pages_follow_each_other_without_gaps_or_repeats(session, now):
     assert seen == [f"p{i}@example.com" for i in reversed(range(7))]
 
 
+@pytest.mark.parametrize("people_cap", [1, lookup.TEXT_PEOPLE_CAP])
+def test_a_text_search_pages_and_counts_alike_however_many_people_match(
+    session, now, monkeypatch, people_cap
+):
+    """Few matching people: their enrolments are found from them; many: by walking enrolments
+    newest first. Either way the same pages, in order, and the same count."""
+    monkeypatch.setattr(lookup, "TEXT_PEOPLE_CAP", people_cap)
+    first, second = make_journey(session, slug="first"), make_journey(session, slug="second")
+    for i in range(6):
+        person = make_person(session, f"p{i}@example.com", f"Pat {i}" if i % 2 else f"Sam {i}")
+        make_enrolment(session, person, first, now.date())
+        if i < 3:
+            make_enrolment(session, person, second, now.date())
+    session.commit()
+    f = lookup.EnrolmentFilter(q="pat")
+    seen, before = [], None
+    while True:
+        rows, before = lookup.search(session, f, now, before, limit=2)
+        seen += [(r.email, r.journey_slug) for r in rows]
+        if before is None:
+            break
+    assert seen == [("p5@example.com", "first"), ("p3@example.com", "first"),
+                    ("p1@example.com", "second"), ("p1@example.com", "first")]  # fmt: skip
+    assert lookup.count(session, f, now) == 4
+    assert lookup.count(session, f, now, cap=2) == 3
+    assert lookup.count(session, lookup.EnrolmentFilter(q="pat", journey="second"), now) == 1
+
+
 def test_rows_show_progress_lateness_and_manager(session, cohort):
     rows, _ = lookup.search(session, lookup.EnrolmentFilter(q="bob"), cohort["later"])
     [bob] = rows
