@@ -138,8 +138,9 @@ def test_after_the_checkpoint_closes_the_page_says_so_and_saves_nothing(session,
 
 def test_a_manager_answers_for_one_report_only(session, settings):
     found = sent_checkins(session, settings)
+    # By enrolment (Ada's came first): the tick may plan the two check-ins in either order.
     ada_checkin, dan_checkin = sorted(
-        (c for (_, rater), c in found.items() if rater == "manager"), key=lambda c: c.id
+        (c for (_, rater), c in found.items() if rater == "manager"), key=lambda c: c.enrolment_id
     )
     client = app_for(settings, SENT + timedelta(hours=1)).test_client()
     url = page_url(settings, dan_checkin)
