@@ -53,11 +53,14 @@ SQLITE_JSON = sqlite3.sqlite_version_info >= (3, 38)
 _statements: dict[tuple, Any] = {}
 
 
-def among(session: Session, column: ColumnElement, ids: Sequence[int]) -> ColumnElement[bool]:
+def among(
+    session: Session, column: ColumnElement, ids: Sequence[int] | Sequence[str]
+) -> ColumnElement[bool]:
     """Return `column IN ids` as one parameter: an array (PostgreSQL) or a JSON text (SQLite).
 
     An IN list has a placeholder per id, which SQLAlchemy renders and the
-    driver parses again on every call: for 500 ids, a few milliseconds.
+    driver parses again on every call: for 500 ids, a few milliseconds. Ids
+    may be numbers or strings (email addresses, say).
     """
     name = session.get_bind().dialect.name
     if name == "postgresql":

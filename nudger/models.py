@@ -213,8 +213,10 @@ class EnrolmentStep(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    enrolment_id: int = Field(foreign_key="enrolment.id", index=True)
-    step_id: int = Field(foreign_key="step.id", index=True)
+    # No index of their own: (enrolment_id, step_id) is unique and ix_enrolmentstep_step_status
+    # starts with step_id; a third and fourth index would be written for every step sent.
+    enrolment_id: int = Field(foreign_key="enrolment.id")
+    step_id: int = Field(foreign_key="step.id")
     status: str = Field(default="sent", max_length=12)  # sent|done|cancelled
     sent_at: datetime | None = _ts(default=None)  # None: closed unsent (skipped by a journey edit)
     due_at: datetime | None = _ts(default=None)
@@ -276,8 +278,11 @@ class Outbox(SQLModel, table=True):
     dedupe_key: str = Field(max_length=200, unique=True)
     kind: str = Field(max_length=20)  # step|reminder|digest|invite-update|invite-cancel|test
     to_email: str = Field(max_length=320, index=True)
-    person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
-    enrolment_id: int | None = Field(default=None, foreign_key="enrolment.id", index=True)
+    # Ids, not foreign keys: the ledger is history, written from rows its transaction has just
+    # read, and people and enrolments are never deleted (erasure blanks them). A key checked
+    # and locked per row was a third of the cost of writing forty thousand digests at once.
+    person_id: int | None = Field(default=None, index=True)
+    enrolment_id: int | None = Field(default=None, index=True)
     payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # pending|sending|sent|failed|cancelled|bounced (a bounce came back)|suppressed (undeliverable)
     state: str = Field(default="pending", max_length=10)
@@ -299,18 +304,36 @@ class EscalationEvent(SQLModel, table=True):
         # With no journey owner, `admin` goes to every admin user: one row each.
         UniqueConstraint("enrolment_step_id", "level", "recipient_email"),
         Index("ix_escalation_open", "recipient_email", "resolved_at"),
-        # The tick's digest query: open events no digest has carried yet.
-        Index("ix_escalation_undigested", "digest_outbox_id", "resolved_at"),
+        # Digests written before DigestQueue, named by their events: retention keeps those.
+        Index(
+            "ix_escalation_digest",
+            "digest_outbox_id",
+            sqlite_where=text("digest_outbox_id IS NOT NULL"),
+            postgresql_where=text("digest_outbox_id IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    enrolment_step_id: int = Field(foreign_key="enrolmentstep.id", index=True)
+    enrolment_step_id: int = Field(foreign_key="enrolmentstep.id")  # the unique key's first
     enrolment_id: int = Field(foreign_key="enrolment.id", index=True)
     level: str = Field(max_length=12)  # manager|skip_level|admin|confirm
     recipient_email: str = Field(max_length=320)
     created_at: datetime = _ts(default_factory=utcnow)
     resolved_at: datetime | None = _ts(default=None)
+    # The digest that carried it, for digests written before DigestQueue: a digest now lists
+    # the events it carries in its payload (`event_ids`).
     digest_outbox_id: int | None = Field(default=None, foreign_key="outbox.id")
+
+
+class DigestQueue(SQLModel, table=True):
+    """An open escalation event that no digest has carried yet (nudger.tick.digests).
+
+    A digest carrying an event deletes its row here. Marking the event itself
+    rewrote a history row and every one of its indexes per event: at a million
+    learners one digest tick carries a quarter of a million of them.
+    """
+
+    event_id: int = Field(primary_key=True, foreign_key="escalationevent.id")
 
 
 class AdminUser(SQLModel, table=True):
@@ -526,7 +549,8 @@ class Event(SQLModel, table=True):
     )
     type: str = Field(max_length=40, index=True)  # "step.completed", see nudger.events.TYPES
     occurred_at: datetime = _ts()
-    enrolment_id: int | None = Field(default=None, foreign_key="enrolment.id", index=True)
+    # An id, not a foreign key, as the ledger's (Outbox): a log written in bulk by the tick.
+    enrolment_id: int | None = Field(default=None, index=True)
     data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # Set for an event that may be decided more than once (a step found overdue): written once.
     key: str | None = Field(default=None, max_length=200, unique=True)

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, func, select
 
@@ -14,7 +14,16 @@ from nudger import events
 from nudger.audit import record
 from nudger.calendar import local_date, local_instant
 from nudger.config import Settings
-from nudger.models import AuditLog, Enrolment, EnrolmentStep, EscalationEvent, Journey, Person, Step
+from nudger.models import (
+    AuditLog,
+    DigestQueue,
+    Enrolment,
+    EnrolmentStep,
+    EscalationEvent,
+    Journey,
+    Person,
+    Step,
+)
 from nudger.schedule import JourneyPlan
 
 # Links about an enrolment keep working this long after it ends (completed or withdrawn).
@@ -36,6 +45,12 @@ _LOAD_STEP = (
 _CLOSE_STEP = update(_STEPS).where(_STEPS.c.id == bindparam("es_id"), _STEPS.c.status == "sent")
 _RESOLVE_EVENTS = update(_EVENTS).where(
     _EVENTS.c.enrolment_step_id == bindparam("es_id"), _EVENTS.c.resolved_at.is_(None)
+)
+# A resolved event is news to nobody: no digest will carry it.
+_UNQUEUE_EVENTS = delete(DigestQueue.__table__).where(
+    DigestQueue.__table__.c.event_id.in_(
+        select(_EVENTS.c.id).where(_EVENTS.c.enrolment_step_id == bindparam("es_id"))
+    )
 )
 _UPDATE_ENROLMENT = update(_ENROLMENTS).where(_ENROLMENTS.c.id == bindparam("enrolment_id"))
 _INSERT_AUDIT = insert(AuditLog.__table__)
@@ -171,6 +186,7 @@ def mark_done(
         set_committed_value(es, name, value)
     if escalated:
         session.execute(_RESOLVE_EVENTS, {"es_id": es.id, "resolved_at": now})
+        session.execute(_UNQUEUE_EVENTS, {"es_id": es.id})
     changes: dict = {"updated_at": now}
     if enrolment.status == "active":
         finished = all_done(session, enrolment)

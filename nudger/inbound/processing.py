@@ -200,12 +200,19 @@ def _digest_reply(session: Session, row: Outbox, manager: Person, text: str, now
     command = reading.read_command(text)
     if command.word != "confirm":
         return "a reply to a digest that is not a confirmation: stored, nothing done"
+    # The digest lists the events it carried; one written before it did was named by them.
+    carried = row.payload.get("event_ids")
+    listed = (
+        EscalationEvent.id.in_(carried)
+        if carried is not None
+        else EscalationEvent.digest_outbox_id == row.id
+    )
     es_ids = list(
         session.exec(
             select(EscalationEvent.enrolment_step_id)
             .join(EnrolmentStep, EnrolmentStep.id == EscalationEvent.enrolment_step_id)
             .where(
-                EscalationEvent.digest_outbox_id == row.id,
+                listed,
                 EscalationEvent.level == CONFIRM,
                 EnrolmentStep.awaiting_confirmation.is_(True),
                 EnrolmentStep.status == "sent",

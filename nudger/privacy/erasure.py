@@ -47,6 +47,7 @@ from nudger.models import (
     AuditLog,
     CapturedMail,
     Checkin,
+    DigestQueue,
     Enrolment,
     EnrolmentStep,
     EscalationEvent,
@@ -313,11 +314,14 @@ def _erase(session: Session, found: _Found, placeholder: str, now: datetime) -> 
             .where(EscalationEvent.enrolment_id.in_(chunk), EscalationEvent.resolved_at.is_(None))
             .values(resolved_at=now)
         )
+        _unqueue(session, EscalationEvent.enrolment_id.in_(chunk))
     session.execute(
         update(Checkin)
         .where(Checkin.rater_id == found.person.id, Checkin.state == "planned")
         .values(state="skipped")
     )
+    # Nothing more is said to her about her team: what waited for her next digest goes.
+    _unqueue(session, EscalationEvent.recipient_email == email)
     session.execute(
         update(EscalationEvent)
         .where(EscalationEvent.recipient_email == email)
@@ -419,6 +423,12 @@ def _hits(found: _Found):
         LinkHit.purpose.in_(["me", "mute"]) & LinkHit.subject_id.in_(found.enrolment_ids),
         LinkHit.purpose.in_(["team", "prefs"]) & (LinkHit.subject_id == found.person.id),
     ) & ((LinkHit.ip != "") | (LinkHit.user_agent != ""))
+
+
+def _unqueue(session: Session, which) -> None:
+    """Take the escalation events `which` selects off the digests' queue."""
+    events = select(EscalationEvent.id).where(which)
+    session.execute(delete(DigestQueue).where(DigestQueue.event_id.in_(events)))
 
 
 def _chunks(ids: list) -> list[list]:

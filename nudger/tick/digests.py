@@ -15,13 +15,13 @@ and a manager whose only news is such a check-in still gets that digest.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING, NamedTuple
 
-from sqlalchemy import update
-from sqlmodel import Session, func, select
+from sqlalchemy import delete, update
+from sqlmodel import Session, select
 
-from nudger.bulk import among, insert_all, update_by_id
+from nudger.bulk import BATCH, among, insert_all
 from nudger.calendar import WorkCalendar, local_date, local_instant
 from nudger.config import Settings
 from nudger.journeys.spec import DigestSpec
@@ -29,8 +29,8 @@ from nudger.models import (
     NO_DIGEST,
     AuditLog,
     Checkin,
+    DigestQueue,
     Enrolment,
-    EnrolmentStep,
     EscalationEvent,
     Person,
 )
@@ -95,31 +95,58 @@ def last_digest_time(
     return None
 
 
-def pending_recipients(session: Session) -> dict[str, tuple[set[int], datetime]]:
-    """Return, per recipient, the journeys and first time of events no digest has carried."""
-    rows = session.exec(
+class Queued(NamedTuple):
+    """An open escalation event waiting in the queue for its recipient's digest."""
+
+    id: int
+    recipient: str
+    journey_id: int
+    created_at: datetime
+    learner: str  # the learner's email, for the digest's audit row
+    news: bool  # the enrolment is active: worth a digest of its own
+
+
+def queued_events(session: Session) -> list[Queued]:
+    """Return every open event no digest has carried yet: one read of the queue.
+
+    A digest tick both finds who is due and what each digest carries from this.
+    A step that closes resolves its events and takes them off the queue
+    (nudger.progress), so the steps themselves, millions of rows, are not read.
+    """
+    connection = session.connection()  # Core, not the ORM: 250,000 rows at a million learners
+    # The ids first: most minutes the queue holds a few, and with their number in hand the
+    # database probes the tables for those few instead of joining the whole of them.
+    ids = connection.execute(select(DigestQueue.event_id)).scalars().all()
+    if not ids:
+        return []
+    rows = connection.execute(
         select(
+            EscalationEvent.id,
             EscalationEvent.recipient_email,
             Enrolment.journey_id,
-            func.min(EscalationEvent.created_at),
+            EscalationEvent.created_at,
+            Person.email,
+            Enrolment.status,
         )
         .join(Enrolment, Enrolment.id == EscalationEvent.enrolment_id)
-        .join(EnrolmentStep, EnrolmentStep.id == EscalationEvent.enrolment_step_id)
-        .where(
-            EscalationEvent.digest_outbox_id.is_(None),
-            EscalationEvent.resolved_at.is_(None),
-            Enrolment.status == "active",
-            EnrolmentStep.status == "sent",
-        )
-        .group_by(EscalationEvent.recipient_email, Enrolment.journey_id)
+        .join(Person, Person.id == Enrolment.person_id)
+        .where(among(session, EscalationEvent.id, ids), EscalationEvent.resolved_at.is_(None))
     )
+    return [
+        Queued(event_id, email, journey_id, created_at, learner, status == "active")
+        for event_id, email, journey_id, created_at, learner, status in rows.all()
+    ]
+
+
+def pending_recipients(queued: list[Queued]) -> dict[str, tuple[set[int], datetime]]:
+    """Return, per recipient, the journeys and first time of the news waiting for them."""
     pending: dict[str, tuple[set[int], datetime]] = {}
-    for email, journey_id, first in rows:
-        # SQL aggregates bypass the column type: SQLite hands back a string, naive.
-        first = _aware(first)
-        journeys, earliest = pending.get(email, (set(), first))
-        journeys.add(journey_id)
-        pending[email] = (journeys, min(earliest, first))
+    for event in queued:
+        if not event.news:
+            continue
+        journeys, earliest = pending.get(event.recipient, (set(), event.created_at))
+        journeys.add(event.journey_id)
+        pending[event.recipient] = (journeys, min(earliest, event.created_at))
     return pending
 
 
@@ -180,7 +207,8 @@ class Recipient:
 def queue_digests(ctx: TickContext) -> int:
     """Write a digest row for every recipient whose digest time has come; return how many."""
     session, settings, now = ctx.session, ctx.settings, ctx.now
-    pending = pending_recipients(session)
+    queued = queued_events(session)
+    pending = pending_recipients(queued)
     waiting = waiting_checkins(session, now)
     for email, items in waiting.items():
         journeys, first = pending.get(email, (set(), min(since for *_, since in items)))
@@ -192,6 +220,7 @@ def queue_digests(ctx: TickContext) -> int:
     schedules: dict[tuple, DigestSchedule] = {}
     latest: dict[tuple, tuple[datetime, str] | None] = {}
     due: dict[str, tuple[datetime, str]] = {}
+    schedule_of: dict[str, DigestSchedule] = {}
     messages = []
     for email in sorted(pending):
         journeys, first = pending[email]
@@ -205,7 +234,7 @@ def queue_digests(ctx: TickContext) -> int:
         if key not in schedules:
             specs = [ctx.plan(j).digest for j in sorted(journeys)]
             schedules[key] = schedule_for(who.choice, specs)
-        schedule = schedules[key]
+        schedule = schedule_of[email] = schedules[key]
         when = (schedule, who.timezone, who.country)
         if when not in latest:
             cal = WorkCalendar(weekdays=WORKWEEK, country=who.country, skip_holidays=True)
@@ -214,16 +243,28 @@ def queue_digests(ctx: TickContext) -> int:
         if latest[when] is None or first > latest[when][0]:
             continue
         due[email] = latest[when]
-        payload: dict = {"period": latest[when][1], "every": schedule.every}
-        checkin_ids = [i for i, _, since in waiting.get(email, []) if since <= latest[when][0]]
+    # What each due digest carries: every open event queued for them before its time.
+    carried: dict[str, list[tuple[int, str]]] = {email: [] for email in due}
+    for event in queued:
+        when = due.get(event.recipient)
+        if when is not None and event.created_at <= when[0]:
+            carried[event.recipient].append((event.id, event.learner))
+    for email, (at, period) in due.items():
+        payload: dict = {"period": period, "every": schedule_of[email].every}
+        # What the digest carries, for a reply to it ("confirm") and for the record.
+        carried[email].sort()
+        event_ids = [event_id for event_id, _ in carried[email]]
+        if event_ids:
+            payload["event_ids"] = event_ids
+        checkin_ids = [i for i, _, since in waiting.get(email, []) if since <= at]
         if checkin_ids:
             payload["checkin_ids"] = checkin_ids
         messages.append(
             {
-                "dedupe_key": f"digest:{email}:{latest[when][1]}",
+                "dedupe_key": f"digest:{email}:{period}",
                 "kind": "digest",
                 "to_email": email,
-                "person_id": who.person_id,
+                "person_id": people[email].person_id,
                 "enrolment_id": None,
                 "payload": payload,
             }
@@ -236,19 +277,25 @@ def queue_digests(ctx: TickContext) -> int:
         session,
         [i for m in messages if m["to_email"] in new for i in m["payload"].get("checkin_ids", [])],
     )
-    carried = _carry(session, {email: (outbox_id, *due[email]) for email, outbox_id in new.items()})
+    # Events are carried once: off the queue, in id order (two ticks at once lock alike).
+    done = sorted(event_id for email in new for event_id, _ in carried[email])
+    for start in range(0, len(done), BATCH):
+        chunk = done[start : start + BATCH]
+        table = DigestQueue.__table__  # Core: the ORM would read back every row it deletes
+        session.execute(delete(table).where(among(session, table.c.event_id, chunk)))
     asked = {m["to_email"]: m["payload"].get("checkin_ids", []) for m in messages}
-    _audit_digests(ctx, carried, asked)
-    return len(carried)
+    queued = [(outbox_id, email, due[email][1], carried[email]) for email, outbox_id in new.items()]
+    _audit_digests(ctx, queued, asked)
+    return len(queued)
 
 
 def _recipients(session: Session, settings: Settings, emails: list[str]) -> dict[str, Recipient]:
     """Return every recipient's zone and choice; one who is no person gets the defaults."""
     found = {}
-    for start in range(0, len(emails), CHUNK):
+    for start in range(0, len(emails), BATCH):
         query = select(
             Person.email, Person.id, Person.timezone, Person.country, Person.digest_every
-        ).where(Person.email.in_(emails[start : start + CHUNK]))
+        ).where(among(session, Person.email, emails[start : start + BATCH]))
         for email, person_id, tz, country, choice in session.exec(query):
             country = (country or settings.default_country).upper()
             found[email] = Recipient(email, person_id, tz, country, choice)
@@ -258,50 +305,10 @@ def _recipients(session: Session, settings: Settings, emails: list[str]) -> dict
     return found
 
 
-def _carry(
-    session: Session, digests: dict[str, tuple[int, datetime, str]]
-) -> list[tuple[int, str, str, list]]:
-    """Mark each new digest's events as carried by it; return what each carries."""
-    carried: dict[str, list] = {email: [] for email in digests}
-    emails = sorted(digests)
-    for start in range(0, len(emails), CHUNK):
-        rows = session.exec(
-            select(
-                EscalationEvent.id,
-                EscalationEvent.recipient_email,
-                EscalationEvent.enrolment_id,
-                EscalationEvent.created_at,
-            ).where(
-                EscalationEvent.recipient_email.in_(emails[start : start + CHUNK]),
-                EscalationEvent.resolved_at.is_(None),
-                EscalationEvent.digest_outbox_id.is_(None),
-            )
-        )
-        for event_id, email, enrolment_id, created_at in rows:
-            if created_at <= digests[email][1]:
-                carried[email].append((event_id, enrolment_id))
-    changes = sorted(
-        (event_id, digests[email][0]) for email, events in carried.items() for event_id, _ in events
-    )
-    # A thousand rows per statement (unnest on PostgreSQL), in id order: with 40,000
-    # managers a quarter of a million events are carried at once.
-    update_by_id(session, EscalationEvent.__table__, "digest_outbox_id", changes)
-    return [(digests[e][0], e, digests[e][2], events) for e, events in carried.items()]
-
-
 def _audit_digests(
     ctx: TickContext, queued: list[tuple[int, str, str, list]], asked: dict[str, list[int]]
 ) -> None:
     """Record which events and check-ins put each digest in the outbox, and whom they are about."""
-    enrolment_ids = sorted({enrolment_id for *_, carried in queued for _, enrolment_id in carried})
-    learner_of: dict[int, str] = {}
-    for start in range(0, len(enrolment_ids), CHUNK):
-        rows = ctx.session.exec(
-            select(Enrolment.id, Person.email)
-            .join(Person, Person.id == Enrolment.person_id)
-            .where(among(ctx.session, Enrolment.id, enrolment_ids[start : start + CHUNK]))
-        )
-        learner_of.update(dict(rows.all()))
     rows = [
         {
             "at": ctx.now,
@@ -312,8 +319,8 @@ def _audit_digests(
             "detail": {
                 "recipient": email,
                 "period": period,
-                "event_ids": sorted(event_id for event_id, _ in carried),
-                "learners": sorted({learner_of[e] for _, e in carried if e in learner_of}),
+                "event_ids": [event_id for event_id, _ in carried],
+                "learners": sorted({learner for _, learner in carried}),
                 "checkin_ids": asked.get(email, []),
             },
         }
@@ -321,9 +328,3 @@ def _audit_digests(
     ]
     # In bulk, not as ORM objects: one row per digest, forty thousand at a time.
     insert_all(ctx.session, AuditLog.__table__, rows)
-
-
-def _aware(value: datetime | str) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

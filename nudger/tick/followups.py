@@ -21,7 +21,7 @@ from nudger.bulk import insert_all
 from nudger.calendar import WorkCalendar
 from nudger.db import upsert_ignore
 from nudger.journeys.spec import CONFIRM
-from nudger.models import NO_DIGEST, AdminUser, AuditLog, EscalationEvent, Person
+from nudger.models import NO_DIGEST, AdminUser, AuditLog, DigestQueue, EscalationEvent, Person
 from nudger.schedule import JourneyPlan, PlanStep
 from nudger.tick.state import (
     ClosedStep,
@@ -274,12 +274,13 @@ def _write_events(ctx: TickContext, notes: FollowUpNotes) -> None:
         }
         for (es_id, level, email), event in rows.items()
     ]
-    raised, seen = [], set()
+    raised, seen, queued = [], set(), []
     for start in range(0, len(values), WRITE_BATCH):
         for event_id, es_id, level, email in ctx.session.execute(
             stmt, values[start : start + WRITE_BATCH]
         ):
             ctx.counts["escalations"] += 1
+            queued.append({"event_id": event_id})  # for the recipient's next digest
             event = rows[(es_id, level, email)]
             _audit_event(ctx, event_id, level, email, event)
             # One event per step and level, however many admins hear of it.
@@ -293,6 +294,7 @@ def _write_events(ctx: TickContext, notes: FollowUpNotes) -> None:
                     "after_working_days": event["after"],
                 }
                 raised.append((events.ESCALATION_RAISED, event["enrolment_id"], data, None))
+    insert_all(ctx.session, DigestQueue.__table__, queued)
     events.record_many(ctx.session, raised, now=ctx.now)
 
 

@@ -6,12 +6,20 @@ from datetime import UTC, date, datetime, time, timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import Session, select
 
 from nudger import tokens
 from nudger.calendar import WorkCalendar
-from nudger.models import AuditLog, CapturedMail, EnrolmentStep, EscalationEvent, Outbox, Person
+from nudger.models import (
+    AuditLog,
+    CapturedMail,
+    DigestQueue,
+    EnrolmentStep,
+    EscalationEvent,
+    Outbox,
+    Person,
+)
 from nudger.outbox.sending import send_batch
 from nudger.progress import complete_step
 from nudger.tick.digests import DigestSchedule, last_digest_time, schedule_for
@@ -111,7 +119,7 @@ def test_a_second_decision_in_the_same_period_sends_nothing(session, settings):
     a_team(session)
     [first] = ticks(session, settings, at(1, 0), at(9, 8))
     # As if a tick beside the first had read the events before the first marked them.
-    session.execute(update(EscalationEvent).values(digest_outbox_id=None))
+    session.execute(insert(DigestQueue).from_select(["event_id"], select(EscalationEvent.id)))
     session.commit()
 
     again = ticks(session, settings, at(9, 8, 30), at(9, 23))
@@ -318,3 +326,33 @@ def test_the_recipients_own_choice_wins_and_otherwise_daily_and_earliest_win():
     assert schedule_for(None, [weekly_thu, daily_8]) == DigestSchedule("day", time(8, 0), 3)
     assert schedule_for("week", [daily_8]) == DigestSchedule("week", time(8, 0), 0)
     assert schedule_for("nonsense", [daily_8]) == DigestSchedule("day", time(8, 0), 0)
+
+
+def test_a_digest_takes_its_events_off_the_queue_and_names_them(session, settings):
+    """An escalation waits in the queue until a digest carries it; the digest lists it."""
+    a_team(session, learners=2)
+    ticks(session, settings, at(1, 0), at(8, 12))  # escalated on Monday 8th, after the digest
+    waiting = set(session.exec(select(DigestQueue.event_id)).all())
+    events = session.exec(select(EscalationEvent).order_by(EscalationEvent.id)).all()
+    assert [e.recipient_email for e in events] == ["max@example.com"] * 2  # one per learner
+    assert waiting == {e.id for e in events}
+
+    [digest] = ticks(session, settings, at(8, 13), at(9, 8))
+
+    assert (digest.to_email, digest.payload["event_ids"]) == (
+        "max@example.com", [e.id for e in events]
+    )  # fmt: skip
+    assert session.exec(select(DigestQueue)).all() == []
+    assert ticks(session, settings, at(9, 9), at(12, 12)) == []  # carried once
+
+
+def test_a_step_done_before_the_digest_leaves_the_queue(session, settings):
+    """Resolved: nobody needs to hear of it, and nothing is left waiting for a digest."""
+    a_team(session)
+    ticks(session, settings, at(1, 0), at(8, 12))
+    assert session.exec(select(DigestQueue)).all() != []
+
+    complete_step(session, session.exec(select(EnrolmentStep)).one().id, at(8, 14))
+
+    assert session.exec(select(DigestQueue)).all() == []
+    assert ticks(session, settings, at(8, 15), at(16, 12)) == []
