@@ -105,18 +105,24 @@ def record_many(
 
 
 def copy_many(
-    session: Session, events: Iterable[tuple[str, int | None, str]], *, now: datetime
+    session: Session,
+    events: Iterable[tuple[str, int | None, str]],
+    *,
+    now: datetime,
+    heard: bool = True,
 ) -> int:
     """Write (type, enrolment id, data as JSON text) events without keys by one COPY
     (PostgreSQL): a large import's events stream to the server as they are made.
 
     The same rows as `record_many` writes; the id and txid come from the server's defaults.
+    `heard=False` (nothing receives events: no webhook endpoint, no LRS) writes them as
+    dispatched already, so no one rewrites a million rows later to say so.
     """
 
     def rows():
         for type_, enrolment_id, data in events:
             _check(type_)
-            yield type_, now, enrolment_id, data, None, False
+            yield type_, now, enrolment_id, data, None, not heard
 
     columns = ("type", "occurred_at", "enrolment_id", "data", "key", "dispatched")
     return copy_rows(session, Event.__table__, columns, rows())

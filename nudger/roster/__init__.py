@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from nudger import webhooks
 from nudger.config import Settings
 from nudger.roster.checks import RowChecker, check_loops, unknown_journey
 from nudger.roster.error_csv import write_error_csv
@@ -158,5 +159,7 @@ def _import(
         "journeys": slugs,
     }  # fmt: skip
     ids = {email: row.id for email, row in known.by_email.items()}
+    # A million `enrolment.created` that nobody receives need no fan-out at the next tick.
+    plan.events_heard = webhooks.subscribed(session, settings)
     result.batch_id = write_all(session, plan, ids, batch, detail)
     return result

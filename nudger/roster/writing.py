@@ -135,6 +135,9 @@ class WritePlan:
     # Learners whose mail bounced, enrolled again from this file: an admin vouches for the
     # address (fixed mailbox, corrected typo upstream), so sending resumes.
     deliverable_again: dict[str, int] = field(default_factory=dict)
+    # Whether anything receives events (a webhook endpoint, the LRS): if not, the import's
+    # `enrolment.created` events are written as dispatched already (PostgreSQL's COPY).
+    events_heard: bool = True
 
     @property
     def empty(self) -> bool:
@@ -421,7 +424,7 @@ def _copy_enrolments(session: Session, plan: WritePlan, ids: PersonIds, batch_id
             chain.from_iterable(runs), plan.enrolments, strict=True
         )
     )  # fmt: skip
-    events.copy_many(session, created, now=now)
+    events.copy_many(session, created, now=now, heard=plan.events_heard)
 
 
 def write_all(
