@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,15 +15,32 @@ from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from nudger import create_app
+from nudger.calendar import WorkCalendar
 from nudger.db import get_engine
 from tests.smtpd import SmtpSink
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def _shared_start() -> date:
+    """A working day in both learners' countries, a week or more ahead of real time.
+
+    The import runs at the real time, and without a start date each learner starts on
+    their own next working day: from 15:00 UTC it is already tomorrow in Tokyo, and
+    Alan would start a day after Ada.
+    """
+    day = datetime.now(UTC).date() + timedelta(days=7)
+    calendars = [WorkCalendar(country="GB"), WorkCalendar(country="JP")]
+    while not all(cal.is_working_day(day) for cal in calendars):
+        day += timedelta(days=1)
+    return day
+
+
+START = _shared_start().isoformat()
 CSV = (
-    "\ufeffEmail;First Name;Last Name;Manager Email;Journey;Timezone;Country\r\n"
-    "ada@example.com;Ada;Lovelace;grace@example.com;giving-feedback;Europe/London;GB\r\n"
-    "alan@example.com;Alan;Turing;grace@example.com;giving-feedback;Asia/Tokyo;JP\r\n"
+    "\ufeffEmail;First Name;Last Name;Manager Email;Journey;Timezone;Country;Start Date\r\n"
+    f"ada@example.com;Ada;Lovelace;grace@example.com;giving-feedback;Europe/London;GB;{START}\r\n"
+    f"alan@example.com;Alan;Turing;grace@example.com;giving-feedback;Asia/Tokyo;JP;{START}\r\n"
 )
 
 
@@ -86,11 +104,11 @@ def test_a_learner_gets_a_step_by_smtp_completes_it_and_the_report_says_so(
         assert imported["enrolments_created"] == 2
         assert imported["people_created"] == 3  # the manager is a person too
 
-        # Start dates default to the next working day: Monday 2027-03-01 from a Sunday.
-        # Importing "now" happens in real time, so pass the same --now to every tick
-        # relative to what import chose: read the start date from the report.
+        # Importing "now" happens in real time, so every tick's --now is relative to the
+        # start the file gave both learners, as the report shows it.
         report = json.loads(ok("report", "--format", "json"))
         start = report["enrolments"][0]["start_date"]
+        assert [e["start_date"] for e in report["enrolments"]] == [START, START]
         counts = json.loads(ok("tick", "--now", f"{start}T23:59:00+00:00", "--json"))
         assert counts["step"] == 2
         again = json.loads(ok("tick", "--now", f"{start}T23:59:00+00:00", "--json"))
