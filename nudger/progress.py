@@ -177,10 +177,14 @@ def mark_done(
     if note:
         values.update(note=note, note_shared=note_shared, note_for_others=note_for_others)
     # Escalation events exist only for a step the tick escalated or asked a manager about.
-    escalated = es.escalation_level > 0 or es.awaiting_confirmation
-    result = session.execute(_CLOSE_STEP, {"es_id": es.id, **values})
-    if not result.rowcount:
+    # The level is read back from the closed row: a tick may have escalated it since `es`
+    # was loaded (the update waited for its lock), and its events must go with the step.
+    closed = session.execute(
+        _CLOSE_STEP.returning(_STEPS.c.escalation_level), {"es_id": es.id, **values}
+    ).first()
+    if closed is None:
         return
+    escalated = closed.escalation_level > 0 or es.awaiting_confirmation
     # The row now holds these values: say so without a round trip to re-read it.
     for name, value in values.items():
         set_committed_value(es, name, value)

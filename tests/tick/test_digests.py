@@ -15,13 +15,14 @@ from nudger.models import (
     AuditLog,
     CapturedMail,
     DigestQueue,
+    Enrolment,
     EnrolmentStep,
     EscalationEvent,
     Outbox,
     Person,
 )
 from nudger.outbox.sending import send_batch
-from nudger.progress import complete_step
+from nudger.progress import complete_step, mark_done
 from nudger.tick.digests import DigestSchedule, last_digest_time, schedule_for
 from nudger.tick.run import tick
 from tests.factories import make_enrolment, make_journey, make_person
@@ -356,3 +357,32 @@ def test_a_step_done_before_the_digest_leaves_the_queue(session, settings):
 
     assert session.exec(select(DigestQueue)).all() == []
     assert ticks(session, settings, at(8, 15), at(16, 12)) == []
+
+
+def test_a_step_escalated_while_it_was_being_marked_done_leaves_nothing_queued(session, settings):
+    """The done press read the step before the tick escalated it: its events still go."""
+    a_team(session)
+    ticks(session, settings, at(1, 0), at(1, 12))  # step sent, not escalated yet
+    es = session.exec(select(EnrolmentStep)).one()
+    enrolment = session.get(Enrolment, es.enrolment_id)
+    assert es.escalation_level == 0
+    # Meanwhile the tick escalates it (Core statements: `es` in memory stays as it was read).
+    connection = session.connection()
+    connection.execute(
+        update(EnrolmentStep.__table__)
+        .where(EnrolmentStep.__table__.c.id == es.id)
+        .values(escalation_level=1)
+    )
+    event_id = connection.execute(
+        insert(EscalationEvent.__table__).values(
+            enrolment_step_id=es.id, enrolment_id=es.enrolment_id, level="manager",
+            recipient_email="max@example.com", created_at=at(1, 12),
+        )
+    ).inserted_primary_key[0]  # fmt: skip
+    connection.execute(insert(DigestQueue.__table__).values(event_id=event_id))
+
+    mark_done(session, es, enrolment, at(1, 13), "learner")
+    session.commit()
+
+    assert session.exec(select(DigestQueue)).all() == []
+    assert session.get(EscalationEvent, event_id).resolved_at is not None
