@@ -14,6 +14,7 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from nudger.audit import record
+from nudger.bulk import among
 from nudger.config import Settings
 from nudger.inbound import bounces, reading
 from nudger.inbound.receiving import parse
@@ -203,7 +204,7 @@ def _digest_reply(session: Session, row: Outbox, manager: Person, text: str, now
     # The digest lists the events it carried; one written before it did was named by them.
     carried = row.payload.get("event_ids")
     listed = (
-        EscalationEvent.id.in_(carried)
+        among(session, EscalationEvent.id, carried)  # one parameter, however many
         if carried is not None
         else EscalationEvent.digest_outbox_id == row.id
     )
