@@ -39,17 +39,21 @@ def _run(connection) -> None:
         compare_type=True,
         include_object=include_object_on(connection.dialect.name),
     )
-    with context.begin_transaction():
-        context.run_migrations()
-        if sqlite:
-            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-            if broken:
-                raise RuntimeError(f"the migration left rows whose references are gone: {broken}")
-    if connection.in_transaction():
-        connection.commit()
-    if sqlite:
-        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-        connection.commit()
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the migration left references to no row: {broken}")
+        if connection.in_transaction():
+            connection.commit()
+    finally:
+        if sqlite:  # on again even after a failure: the pooled connection is used after this
+            if connection.in_transaction():
+                connection.rollback()
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
 
 
 run_migrations_online()
