@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
@@ -62,7 +63,12 @@ def must_listen(host: str, port: int, command: str) -> None:
     )
 
 
+# Set when a stop was asked for (Ctrl-C, SIGTERM, SIGHUP) inside `until_stopped`.
+_stop_asked = threading.Event()
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    _stop_asked.set()
     raise KeyboardInterrupt
 
 
@@ -85,13 +91,19 @@ def until_stopped() -> Iterator[None]:
     """
     from rq.exceptions import StopRequested
 
-    previous = {signal.SIGINT: signal.getsignal(signal.SIGINT)}
+    _stop_asked.clear()
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, _interrupt)}
     previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _interrupt)
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _as_sigterm)
     try:
         yield
     except (KeyboardInterrupt, StopRequested):
         pass
+    except Exception:
+        # A library may turn the KeyboardInterrupt raised inside its callback into an error
+        # of its own (pydantic's serializers do): once a stop was asked for, that is the stop.
+        if not _stop_asked.is_set():
+            raise
     finally:
         # A second Ctrl-C during clean-up would leave the embedded Redis running.
         for signum in previous:
