@@ -78,10 +78,12 @@ def record_many(
     events: Iterable[tuple[str, int | None, dict[str, Any], str | None]],
     *,
     now: datetime,
+    heard: bool = True,
 ) -> None:
     """Write (type, enrolment id, data, key) events in bulk: one statement per thousand.
 
     Events with a key already written are skipped; the others keep their order.
+    `heard=False`: nothing receives events, so they are written as dispatched (see copy_many).
     """
     rows = []
     for type_, enrolment_id, data, key in events:
@@ -93,7 +95,7 @@ def record_many(
                 "enrolment_id": enrolment_id,
                 "data": data,
                 "key": key,
-                "dispatched": False,
+                "dispatched": not heard,
             }
         )
     if not rows:

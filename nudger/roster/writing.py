@@ -136,7 +136,7 @@ class WritePlan:
     # address (fixed mailbox, corrected typo upstream), so sending resumes.
     deliverable_again: dict[str, int] = field(default_factory=dict)
     # Whether anything receives events (a webhook endpoint, the LRS): if not, the import's
-    # `enrolment.created` events are written as dispatched already (PostgreSQL's COPY).
+    # `enrolment.created` events are written as dispatched already.
     events_heard: bool = True
 
     @property
@@ -357,7 +357,7 @@ def _insert_enrolments(
                  "import_batch_id": batch_id}, None)
                 for r in created
             ),
-            now=now,
+            now=now, heard=plan.events_heard,
         )  # fmt: skip
 
 

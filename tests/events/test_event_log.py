@@ -52,7 +52,6 @@ def test_an_import_writes_one_enrolment_created_per_enrolment(session, settings)
     assert all("example.com" not in str(e.data) for e in created)
 
 
-@pytest.mark.skipif(not TEST_DATABASE_URL, reason="PostgreSQL's import streams events by COPY")
 @pytest.mark.parametrize("listening", [False, True])
 def test_an_import_leaves_events_to_fan_out_only_when_something_listens(
     session, settings, listening
