@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 CHOICES = ("day", "week")  # schedules Person.digest_every may choose (or NO_DIGEST: none)
 WORKWEEK = frozenset(range(5))
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-CHUNK = 500
 DELETE_BATCH = 10_000  # queue rows deleted per statement: one array of ids each
 
 
@@ -189,9 +188,10 @@ def waiting_checkins(session: Session, now: datetime) -> dict[str, list[tuple[in
 
 
 def _stop_waiting(session: Session, checkin_ids: list[int]) -> None:
-    for start in range(0, len(checkin_ids), CHUNK):
-        chunk = checkin_ids[start : start + CHUNK]
-        session.execute(update(Checkin).where(Checkin.id.in_(chunk)).values(digest_at=None))
+    for start in range(0, len(checkin_ids), BATCH):
+        chunk = checkin_ids[start : start + BATCH]
+        stop = update(Checkin).where(among(session, Checkin.id, chunk)).values(digest_at=None)
+        session.execute(stop.execution_options(synchronize_session=False))
 
 
 @dataclass(frozen=True)
@@ -223,13 +223,14 @@ def queue_digests(ctx: TickContext) -> int:
     due: dict[str, tuple[datetime, str]] = {}
     schedule_of: dict[str, DigestSchedule] = {}
     messages = []
+    stopped: list[int] = []  # check-ins of managers who chose no digest
     for email in sorted(pending):
         journeys, first = pending[email]
         who = people[email]
         if who.choice == NO_DIGEST:
             # Stopped; only confirmation requests are still addressed to them, and a
             # check-in that waited for a digest they then stopped waits no more.
-            _stop_waiting(session, [checkin_id for checkin_id, *_ in waiting.get(email, [])])
+            stopped += [checkin_id for checkin_id, *_ in waiting.get(email, [])]
             continue
         key = (who.choice, frozenset(journeys))
         if key not in schedules:
@@ -244,6 +245,7 @@ def queue_digests(ctx: TickContext) -> int:
         if latest[when] is None or first > latest[when][0]:
             continue
         due[email] = latest[when]
+    _stop_waiting(session, stopped)
     # What each due digest carries: every open event queued for them before its time.
     until_of = {email: at.astimezone(UTC).replace(tzinfo=None) for email, (at, _) in due.items()}
     carried: dict[str, list[tuple[int, str]]] = {email: [] for email in due}
