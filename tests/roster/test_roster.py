@@ -306,27 +306,19 @@ def test_counts_an_identical_duplicate_row_once(run, session):
 
 def test_enrols_a_person_in_two_journeys_and_counts_a_repeat_in_each_once(run, session):
     make_journey(session, slug="coaching")
+    rows = [
+        "ada@example.com,Ada,,giving-feedback,2027-03-08",
+        "ada@example.com,Ada,,coaching,2027-03-15",
+        "ada@example.com,Ada,,coaching,",
+        "ada@example.com,Ada,,giving-feedback,2027-03-08",
+        "ada@example.com,Ada,,coaching,2027-03-22",  # disagrees with row 3's start
+    ]
 
-    result = run(
-        roster(
-            "ada@example.com,Ada,,giving-feedback,2027-03-08",
-            "ada@example.com,Ada,,coaching,2027-03-15",
-            "ada@example.com,Ada,,coaching,",
-            "ada@example.com,Ada,,giving-feedback,2027-03-08",
-            "ada@example.com,Ada,,coaching,2027-03-22",
-        )
-    )
+    result = run(roster(*rows))
 
     assert where(result) == [(6, "start_date")]
     assert "duplicate of row 3 for coaching" in result.errors[0].message
-    result = run(
-        roster(
-            "ada@example.com,Ada,,giving-feedback,2027-03-08",
-            "ada@example.com,Ada,,coaching,2027-03-15",
-            "ada@example.com,Ada,,coaching,",
-            "ada@example.com,Ada,,giving-feedback,2027-03-08",
-        )
-    )
+    result = run(roster(*rows[:-1]))
     assert result.ok
     assert (result.rows, result.enrolments_created, result.people_created) == (4, 2, 1)
     assert [(w.row, w.field) for w in result.warnings] == [(4, "email"), (5, "email")]
